@@ -1,0 +1,478 @@
+"""Load branches.yaml into a validated, frozen `Manifest`.
+
+The manifest is the one place a publisher writes what they know: the model, the files every variant shares, each
+variant (one Hub branch each), the KLD evaluation and the usage notes. Every error names the file, the line and the
+field, and says what to do.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ManifestError
+
+DEFAULT_MANIFEST = "branches.yaml"
+
+# Module families a card can name as unquantized. They are the vocabulary `hubpub check` maps tensor names onto.
+FAMILIES = ("visual", "mtp", "self_attn", "linear_attn", "mlp", "embed_tokens", "lm_head")
+
+# Table rows a variant may ask to be emphasised (bold) in the comparison table.
+HIGHLIGHTABLE = (
+    "base", "method", "recipe", "scheme", "bits", "group_size", "symmetric", "unquantized", "samples",
+    "iterations", "batch_size", "torch_compile", "size", "gpu",
+)
+
+
+def _single_line(value: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise ValueError("must be a single line (it lands in a heading, a table cell or a command line)")
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+# Text that lands in a heading, a table cell or a shell command: one line, never empty.
+Line = Annotated[str, AfterValidator(_single_line)]
+
+
+class _Model(BaseModel):
+    # strict: YAML `bits: "8"` is a string, and saying so beats guessing; frozen: stages never mutate their input.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Method(_Model):
+    """How the variant was quantized, e.g. AutoRound from intel/auto-round with a custom recipe."""
+
+    name: Line
+    source: Line | None = None
+    recipe: Line | None = None
+
+
+class Calibration(_Model):
+    samples: Annotated[int, Field(gt=0)]
+    iterations: Annotated[int, Field(ge=0)] | None = None
+    batch_size: Annotated[int, Field(gt=0)] | None = None
+    dataset: Line | None = None
+
+
+class Variant(_Model):
+    """One quantized variant, published on its own Hub branch."""
+
+    branch: str
+    label: Line | None = None
+    path: Line
+    method: Method
+    scheme: Line
+    bits: Annotated[int, Field(ge=1, le=16)]
+    group_size: int
+    symmetric: bool
+    unquantized: tuple[str, ...] = ()
+    calibration: Calibration
+    torch_compile: bool | None = None
+    gpu: Line | None = None
+    size_gb: Annotated[float, Field(gt=0)]
+    highlight: tuple[str, ...] = ()
+
+    @property
+    def title(self) -> str:
+        """How the card names this variant ("Main", "gs128")."""
+        return self.label or self.branch
+
+    @property
+    def per_channel(self) -> bool:
+        return self.group_size == -1
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_is_git_ref(cls, value: str) -> str:
+        check_branch_name(value)
+        return value
+
+    @field_validator("group_size")
+    @classmethod
+    def _group_size_is_meaningful(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError(f"group size {value} means nothing; use -1 for per-channel or a positive group size")
+        return value
+
+    @field_validator("unquantized")
+    @classmethod
+    def _known_families(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for family in value:
+            if family not in FAMILIES:
+                raise ValueError(f"unknown module family {family!r}{_did_you_mean(family, FAMILIES)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a module family is listed twice")
+        return value
+
+    @field_validator("highlight")
+    @classmethod
+    def _known_rows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for row in value:
+            if row not in HIGHLIGHTABLE:
+                raise ValueError(f"unknown table row {row!r}{_did_you_mean(row, HIGHLIGHTABLE)}")
+        return value
+
+
+class SharedFiles(_Model):
+    """Files every variant's revision carries besides its weights, relative to the manifest."""
+
+    recipe: Line | None = None
+    log: Line | None = None
+    other: tuple[Line, ...] = ()
+
+    def all(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.recipe, self.log, *self.other) if p)
+
+
+class Dataset(_Model):
+    name: Line
+    split: Line | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.split})" if self.split else self.name
+
+
+class KldMetrics(_Model):
+    median: Annotated[float, Field(ge=0)]
+    p90: Annotated[float, Field(ge=0)]
+    mean: Annotated[float, Field(ge=0)]
+    mean_coverage: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+# How many positions one window of L tokens scores under each declared method.
+KLD_METHODS: dict[str, tuple[str, Any]] = {
+    "next-token": ("samples x (sequence_length - 1): every token that has a next token", lambda n: n - 1),
+    "second-half": ("samples x (sequence_length / 2 - 1): llama.cpp's perplexity tool", lambda n: n // 2 - 1),
+    "all-logits": ("samples x sequence_length: every row of logits (exllama model_diff)", lambda n: n),
+}
+
+
+class Kld(_Model):
+    """KL divergence of the quantized model against the unquantized reference, and how it was measured."""
+
+    branch: str
+    method: Literal["next-token", "second-half", "all-logits"] = "next-token"
+    approximation: Literal["full-vocab", "top-k-tail-bucket", "top-k-renormalized"] | None = None
+    reference_top_k: Annotated[int, Field(gt=0)] | None = None
+    dataset: Dataset
+    sequence_length: Annotated[int, Field(gt=1)]
+    samples: Annotated[int, Field(gt=0)]
+    positions: Annotated[int, Field(gt=0)]
+    metrics: KldMetrics
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Kld:
+        rule, per_window = KLD_METHODS[self.method]
+        expected = self.samples * per_window(self.sequence_length)
+        if self.positions != expected:
+            raise ValueError(
+                f"positions is {self.positions:,} but method {self.method!r} scores {rule} = {expected:,}; "
+                "fix positions or declare the method that was used"
+            )
+        if self.metrics.median > self.metrics.p90:
+            raise ValueError(
+                f"metrics are out of order: median {self.metrics.median} > p90 {self.metrics.p90}; "
+                "a median cannot exceed the 90th percentile"
+            )
+        if self.metrics.mean_coverage is not None and self.reference_top_k is None:
+            raise ValueError("mean_coverage only makes sense with a top-K reference; set reference_top_k")
+        return self
+
+
+class Evaluation(_Model):
+    kld: Kld | None = None
+
+
+class Serve(_Model):
+    label: Line | None = None
+    args: tuple[Line, ...]
+
+
+class Usage(_Model):
+    """How to run the model; the card shows it under "How to use"."""
+
+    tested_on: Line | None = None
+    recommendation: Line | None = None
+    serve: Serve | None = None
+    notes: tuple[str, ...] = ()
+
+
+class Manifest(_Model):
+    """Everything branches.yaml says, validated. `source` and `root` are filled in by `load_manifest`."""
+
+    repo_id: str
+    title: Line
+    private: bool = False
+    base_model: Line
+    base_model_relation: Line = "quantized"
+    license: Line
+    license_name: Line | None = None
+    license_link: Line | None = None
+    pipeline_tag: Line
+    library_name: Line
+    tags: tuple[str, ...] = ()
+    summary: str | None = None
+    overview: tuple[str, ...] = ()
+    files: SharedFiles = SharedFiles()
+    variants: Annotated[tuple[Variant, ...], Field(min_length=1)]
+    evaluation: Evaluation = Evaluation()
+    usage: Usage | None = None
+    acknowledgements: tuple[str, ...] = ()
+    source: Path = Field(default=Path(DEFAULT_MANIFEST), exclude=True)
+
+    @property
+    def root(self) -> Path:
+        """The folder holding the manifest; relative paths in it are relative to this folder."""
+        return self.source.parent
+
+    @property
+    def repo_name(self) -> str:
+        return self.repo_id.split("/")[-1]
+
+    def variant(self, branch: str) -> Variant:
+        for variant in self.variants:
+            if variant.branch == branch:
+                return variant
+        known = ", ".join(v.branch for v in self.variants)
+        raise ManifestError(
+            f"no variant has branch {branch!r}; the manifest defines: {known}",
+            file=self.source,
+            hint=f"pass one of them to --branch{_did_you_mean(branch, [v.branch for v in self.variants])}",
+        )
+
+    def select(self, branch: str | None) -> tuple[Variant, ...]:
+        """All variants, or the one on `branch`."""
+        return self.variants if branch is None else (self.variant(branch),)
+
+    def variant_path(self, variant: Variant) -> Path:
+        path = Path(variant.path).expanduser()
+        return path if path.is_absolute() else self.root / path
+
+    @field_validator("repo_id")
+    @classmethod
+    def _repo_id(cls, value: str) -> str:
+        check_repo_id(value)
+        return value
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Manifest:
+        seen: set[str] = set()
+        for index, variant in enumerate(self.variants):
+            if variant.branch in seen:
+                raise _Located(("variants", index, "branch"), f"duplicate variant: branch {variant.branch!r} is defined twice")
+            seen.add(variant.branch)
+        kld = self.evaluation.kld
+        if kld is not None and kld.branch not in seen:
+            raise _Located(
+                ("evaluation", "kld", "branch"),
+                f"KLD was measured on branch {kld.branch!r}, which no variant defines{_did_you_mean(kld.branch, seen)}",
+            )
+        return self
+
+
+class _Located(ValueError):
+    """A cross-field error that knows which field of the document it is about."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def check_repo_id(value: str) -> None:
+    """A Hub model repo id: `namespace/name`, by huggingface_hub's own rules."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if value.count("/") != 1:
+        raise ValueError(f"repo id {value!r} must be 'namespace/name', e.g. 'your-name/Model-INT8'")
+    try:
+        validate_repo_id(value)
+    except HFValidationError as error:
+        raise ValueError(str(error)) from None
+
+
+def check_branch_name(value: str) -> None:
+    """A branch name git and the Hub both accept (git-check-ref-format rules, via gitpython)."""
+    from git.refs.symbolic import SymbolicReference
+
+    if not value:
+        raise ValueError("branch name is empty")
+    if value.startswith("refs/") or value == "HEAD":
+        raise ValueError(f"{value!r} is reserved; give a plain branch name such as 'gs128'")
+    try:
+        # gitpython's implementation of git-check-ref-format(1); private, but the rules are git's.
+        SymbolicReference._check_ref_name_valid(value)
+    except ValueError as error:
+        raise ValueError(f"{error} (branch names follow git-check-ref-format)") from None
+
+
+def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
+    """Read and validate a manifest; every problem raises ManifestError naming the file, line and field."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(
+            "manifest not found",
+            file=source,
+            hint="run in the folder holding branches.yaml, pass --manifest FILE, or start one with `hubpub init`",
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ManifestError(f"cannot read the manifest: {error}", file=source) from None
+    data, lines = _parse_yaml(text, source)
+    if not isinstance(data, dict):
+        raise ManifestError("the manifest must be a YAML mapping (key: value pairs)", file=source, line=1)
+    try:
+        manifest = Manifest.model_validate({**data, "source": source})
+    except ValidationError as error:
+        raise _first_error(error, source, lines) from None
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# YAML with line numbers and duplicate-key detection
+
+
+def _parse_yaml(text: str, source: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """Parse YAML into plain data, recording the line of every node by its path (key, index, ...)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error)
+        raise ManifestError(
+            f"not valid YAML: {problem}", file=source, line=mark.line + 1 if mark else None,
+            hint="check indentation and quoting around this line",
+        ) from None
+    finally:
+        loader.dispose()
+    lines: dict[tuple[Any, ...], int] = {}
+
+    def build(node: yaml.Node, path: tuple[Any, ...]) -> Any:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = build(key_node, (*path, "<key>"))
+                if not isinstance(key, str):
+                    raise ManifestError(
+                        f"keys must be strings, found {key!r}", file=source, line=key_node.start_mark.line + 1
+                    )
+                if key in out:
+                    raise ManifestError(
+                        f"duplicate key {key!r} (first on line {lines[(*path, key)]})",
+                        file=source, line=key_node.start_mark.line + 1, field=_dotted((*path, key)),
+                        hint="YAML keeps only the last value; remove one of them",
+                    )
+                lines[(*path, key)] = key_node.start_mark.line + 1
+                out[key] = build(value_node, (*path, key))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            # Tuples, because the schema is strict and its sequences are immutable.
+            return tuple(build(item, (*path, index)) for index, item in enumerate(node.value))
+        return loader.construct_object(node, deep=True)
+
+    return (build(root, ()) if root is not None else None), lines
+
+
+def _first_error(error: ValidationError, source: Path, lines: dict[tuple[Any, ...], int]) -> ManifestError:
+    """Turn pydantic's first error into a ManifestError with the file, line and dotted field name."""
+    # A misspelt key shows up twice, as an unknown key and as a missing one; the unknown key is the useful report.
+    details = error.errors(include_url=False)
+    detail = next((d for d in details if d["type"] == "extra_forbidden"), details[0])
+    loc = tuple(part for part in detail["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+    ctx_error = detail.get("ctx", {}).get("error")
+    if isinstance(ctx_error, _Located):
+        loc = ctx_error.loc
+    message = _message(detail, loc)
+    return ManifestError(message, file=source, line=_line_of(loc, lines), field=_dotted(loc) or None,
+                         hint=_hint(detail, loc))
+
+
+def _message(detail: Any, loc: tuple[Any, ...]) -> str:
+    kind = detail["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key {loc[-1]!r}"
+    if kind == "missing":
+        return "required field is missing"
+    text = str(detail["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        text = text.removeprefix(prefix)
+    if kind.endswith("_type") or kind in {"bool_parsing", "int_parsing", "float_parsing", "int_from_float"}:
+        return f"{text}, found {type(detail['input']).__name__} {detail['input']!r}"
+    return text
+
+
+def _hint(detail: Any, loc: tuple[Any, ...]) -> str | None:
+    kind = detail["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        if close:
+            return f"did you mean {close[0]!r}?"
+        return f"allowed keys here: {', '.join(known)}" if known else "remove it"
+    if kind == "missing":
+        return f"add `{loc[-1]}:` here" if loc else None
+    if kind == "string_type":
+        return "quote the value to make it a string"
+    return None
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the schema allows at a location, for 'did you mean' hints."""
+    model: Any = Manifest
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [name for name, f in model.model_fields.items() if not f.exclude]
+    return []
+
+
+def _model_of(annotation: Any) -> Any:
+    for candidate in _walk_annotation(annotation):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _walk_annotation(annotation: Any) -> Iterator[Any]:
+    yield annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        yield from _walk_annotation(arg)
+    for meta in getattr(annotation, "__metadata__", ()) or ():
+        yield meta
+    origin = getattr(annotation, "__origin__", None)
+    if origin is not None:
+        yield origin
+
+
+def _line_of(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""

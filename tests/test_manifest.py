@@ -1,0 +1,176 @@
+"""branches.yaml: the schema, its error messages (file, line, field, hint) and its consistency rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from publish.errors import ManifestError
+from publish.manifest import load_manifest
+
+from .conftest import SHIPPED_MANIFEST
+
+SHIPPED = SHIPPED_MANIFEST.read_text(encoding="utf-8")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "branches.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def edited(tmp_path: Path, old: str, new: str, count: int = 1) -> Path:
+    assert SHIPPED.count(old) >= count, f"fixture text {old!r} not in branches.yaml"
+    return write(tmp_path, SHIPPED.replace(old, new, count))
+
+
+def line_of(path: Path, needle: str, occurrence: int = 1) -> int:
+    seen = 0
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if needle in line:
+            seen += 1
+            if seen == occurrence:
+                return number
+    raise AssertionError(f"{needle!r} not found")
+
+
+def load_error(path: Path) -> ManifestError:
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    return caught.value
+
+
+def test_shipped_manifest_describes_both_variants() -> None:
+    manifest = load_manifest(SHIPPED_MANIFEST)
+    assert manifest.repo_id == "Minachist/Qwen3.6-27B-INT8-AutoRound"
+    assert [v.branch for v in manifest.variants] == ["main", "gs128"]
+    main, gs128 = manifest.variants
+    assert (main.group_size, gs128.group_size) == (-1, 128)
+    assert "self_attn" in gs128.unquantized and "self_attn" not in main.unquantized
+    assert manifest.evaluation.kld is not None and manifest.evaluation.kld.positions == 64 * 2047
+    assert manifest.files.all() == ("quantize.py", "log.txt")
+
+
+def test_relative_variant_path_is_relative_to_the_manifest(tmp_path: Path) -> None:
+    manifest = load_manifest(write(tmp_path, SHIPPED))
+    assert manifest.variant_path(manifest.variants[0]) == tmp_path / "../weights/Qwen3.6-27B-INT8-AutoRound-main"
+
+
+def test_absolute_variant_path_is_kept(tmp_path: Path) -> None:
+    path = edited(tmp_path, "path: ../weights/Qwen3.6-27B-INT8-AutoRound-main", "path: /disk2/main")
+    manifest = load_manifest(path)
+    assert manifest.variant_path(manifest.variants[0]) == Path("/disk2/main")
+
+
+def test_unknown_key_names_file_line_and_suggests_the_right_one(tmp_path: Path) -> None:
+    path = edited(tmp_path, "    scheme: W8A16\n", "    schema: W8A16\n")
+    error = load_error(path)
+    assert error.file == str(path)
+    assert error.line == line_of(path, "schema: W8A16")
+    assert error.field == "variants[0].schema"
+    assert "unknown key 'schema'" in str(error)
+    assert "did you mean 'scheme'" in str(error)
+
+
+def test_wrong_type_names_the_field_and_what_was_found(tmp_path: Path) -> None:
+    path = edited(tmp_path, "    bits: 8\n", '    bits: "8"\n')
+    error = load_error(path)
+    assert (error.field, error.line) == ("variants[0].bits", line_of(path, 'bits: "8"'))
+    assert "found str '8'" in str(error)
+
+
+def test_missing_required_field_says_what_to_add(tmp_path: Path) -> None:
+    path = edited(tmp_path, "    symmetric: true\n", "")
+    error = load_error(path)
+    assert error.field == "variants[0].symmetric"
+    assert "required field is missing" in str(error)
+    assert "add `symmetric:`" in str(error)
+    assert error.line == line_of(path, "- branch: main")
+
+
+def test_duplicate_variant_is_reported_at_the_second_definition(tmp_path: Path) -> None:
+    path = edited(tmp_path, "  - branch: gs128\n", "  - branch: main\n")
+    error = load_error(path)
+    assert error.field == "variants[1].branch"
+    assert error.line == line_of(path, "- branch: main", occurrence=2)
+    assert "duplicate variant" in str(error)
+
+
+@pytest.mark.parametrize("name", ["gs 128", "gs..128", "refs/pr/5", ".hidden", "gs128.lock", "a~1", "x:y", "end/"])
+def test_branch_must_be_a_valid_git_ref_name(tmp_path: Path, name: str) -> None:
+    path = edited(tmp_path, "  - branch: gs128\n", f"  - branch: {name!r}\n")
+    error = load_error(path)
+    assert error.field == "variants[1].branch"
+    assert error.line == line_of(path, f"- branch: {name!r}")
+
+
+@pytest.mark.parametrize("repo_id", ["no-namespace", "a/b/c", "bad name/x", "ns/--x", "ns/x..y"])
+def test_repo_id_must_be_a_hub_model_id(tmp_path: Path, repo_id: str) -> None:
+    path = edited(tmp_path, "repo_id: Minachist/Qwen3.6-27B-INT8-AutoRound", f"repo_id: {repo_id!r}")
+    error = load_error(path)
+    assert (error.field, error.line) == ("repo_id", line_of(path, "repo_id:"))
+
+
+def test_kld_positions_must_match_samples_times_sequence_length_minus_one(tmp_path: Path) -> None:
+    path = edited(tmp_path, "    positions: 131008\n", "    positions: 131072\n")
+    error = load_error(path)
+    assert error.field == "evaluation.kld"
+    assert "131,072" in str(error) and "131,008" in str(error)
+
+
+def test_kld_positions_follow_the_declared_method(tmp_path: Path) -> None:
+    text = SHIPPED.replace("method: next-token", "method: second-half").replace("positions: 131008", "positions: 65472")
+    manifest = load_manifest(write(tmp_path, text))
+    assert manifest.evaluation.kld is not None and manifest.evaluation.kld.method == "second-half"
+
+
+def test_kld_median_above_p90_is_refused(tmp_path: Path) -> None:
+    path = edited(tmp_path, "      median: 0.000621\n", "      median: 0.003\n")
+    error = load_error(path)
+    assert "median 0.003 > p90 0.002607" in str(error)
+
+
+def test_kld_branch_must_be_a_variant(tmp_path: Path) -> None:
+    path = edited(tmp_path, "    branch: main\n    # positions", "    branch: gs64\n    # positions")
+    error = load_error(path)
+    assert error.field == "evaluation.kld.branch"
+    assert "'gs64'" in str(error)
+
+
+def test_duplicate_yaml_key_is_an_error_not_a_silent_overwrite(tmp_path: Path) -> None:
+    path = edited(tmp_path, "title: Qwen3.6-27B INT8 AutoRound\n", "title: A\ntitle: B\n")
+    error = load_error(path)
+    assert error.line == line_of(path, "title: B")
+    assert "duplicate key 'title'" in str(error)
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = edited(tmp_path, "    bits: 8\n", "    bits: [8\n")
+    error = load_error(path)
+    assert error.file == str(path) and error.line is not None
+    assert "not valid YAML" in str(error)
+
+
+def test_missing_manifest_says_how_to_start_one(tmp_path: Path) -> None:
+    error = load_error(tmp_path / "nope.yaml")
+    assert "manifest not found" in str(error) and "hubpub init" in str(error)
+
+
+def test_unknown_module_family_suggests_a_known_one(tmp_path: Path) -> None:
+    path = edited(tmp_path, "unquantized: [visual, mtp, linear_attn", "unquantized: [vision, mtp, linear_attn")
+    error = load_error(path)
+    assert error.field == "variants[0].unquantized"
+    assert "'vision'" in str(error) and "did you mean 'visual'" in str(error)
+
+
+def test_single_line_fields_refuse_newlines(tmp_path: Path) -> None:
+    path = edited(tmp_path, "title: Qwen3.6-27B INT8 AutoRound", 'title: "X\\n---\\nlicense: mit"')
+    error = load_error(path)
+    assert error.field == "title" and "single line" in str(error)
+
+
+def test_unknown_variant_branch_lists_the_known_ones() -> None:
+    manifest = load_manifest(SHIPPED_MANIFEST)
+    with pytest.raises(ManifestError, match="main, gs128"):
+        manifest.variant("gs32")
