@@ -1,0 +1,96 @@
+"""Content digests of local files, cached on disk so unchanged weights are never hashed twice.
+
+A cache entry is keyed by the file's resolved path and is valid only while its size, mtime (ns) and inode are
+unchanged. Each entry holds the sha256 (what the Hub's LFS store keys objects by) and, for files small enough to be
+stored as regular git files, the git blob id (what the Hub reports for non-LFS files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .files import atomic_write
+
+CHUNK = 8 * 1024 * 1024
+# The Hub stores files up to 10 MiB as regular git blobs unless .gitattributes routes them to LFS.
+REGULAR_LIMIT = 10 * 1024 * 1024
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Digest:
+    size: int
+    sha256: str
+    git_oid: str | None  # git blob sha1; None for files too large to be regular
+
+
+def git_blob_id(data: bytes) -> str:
+    """The git blob id of `data`, as `git hash-object` computes it."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def digest_bytes(data: bytes) -> Digest:
+    return Digest(len(data), hashlib.sha256(data).hexdigest(), git_blob_id(data))
+
+
+def digest_file(path: Path) -> Digest:
+    """Hash a file in one pass: sha256 always, the git blob id too when the file is small."""
+    size = path.stat().st_size
+    sha256 = hashlib.sha256()
+    sha1 = hashlib.sha1(b"blob %d\0" % size) if size <= REGULAR_LIMIT else None
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            sha256.update(chunk)
+            if sha1 is not None:
+                sha1.update(chunk)
+    return Digest(size, sha256.hexdigest(), sha1.hexdigest() if sha1 else None)
+
+
+class HashCache:
+    """Digests by (path, size, mtime, inode), persisted as JSON at `location`."""
+
+    def __init__(self, location: Path | None) -> None:
+        self.location = location
+        self.hashed_bytes = 0  # bytes actually read this run: 0 on a warm cache
+        self._entries: dict[str, list[object]] = {}
+        self._dirty = False
+        if location is not None and location.is_file():
+            try:
+                data = json.loads(location.read_text(encoding="utf-8"))
+                if data.get("version") == CACHE_VERSION:
+                    self._entries = data["entries"]
+            except (OSError, ValueError, KeyError, AttributeError):
+                self._entries = {}  # a corrupt cache only costs a re-hash
+
+    def digest(self, path: Path) -> Digest:
+        real = path.resolve()
+        stat = real.stat()
+        key = str(real)
+        stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+        entry = self._entries.get(key)
+        if entry is not None and entry[:3] == stamp:
+            return Digest(stat.st_size, str(entry[3]), entry[4] if entry[4] is None else str(entry[4]))
+        found = digest_file(real)
+        self.hashed_bytes += found.size
+        self._entries[key] = [*stamp, found.sha256, found.git_oid]
+        self._dirty = True
+        return found
+
+    def save(self) -> None:
+        if self.location is None or not self._dirty:
+            return
+        atomic_write(self.location, json.dumps({"version": CACHE_VERSION, "entries": self._entries}))
+        self._dirty = False
+
+
+def default_cache_location() -> Path:
+    """$HUBPUB_CACHE, else $XDG_CACHE_HOME/hubpub/hashes.json, else ~/.cache/hubpub/hashes.json."""
+    explicit = os.environ.get("HUBPUB_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hubpub" / "hashes.json"
