@@ -15,7 +15,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 # Hugging Face user access tokens look like hf_ followed by 30+ alphanumerics; OIDC and fine-grained tokens too.
-_TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{20,}")
+TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{20,}")
 
 
 def scrub(text: str, *secrets: str | None) -> str:
@@ -24,7 +24,7 @@ def scrub(text: str, *secrets: str | None) -> str:
     for secret in candidates:
         if len(secret) >= 8:
             text = text.replace(secret, "***")
-    return _TOKEN_RE.sub("hf_***", text)
+    return TOKEN_PATTERN.sub("hf_***", text)
 
 
 class HubpubError(Exception):

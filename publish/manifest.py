@@ -452,8 +452,7 @@ def _walk_annotation(annotation: Any) -> Iterator[Any]:
     yield annotation
     for arg in getattr(annotation, "__args__", ()) or ():
         yield from _walk_annotation(arg)
-    for meta in getattr(annotation, "__metadata__", ()) or ():
-        yield meta
+    yield from getattr(annotation, "__metadata__", ()) or ()
     origin = getattr(annotation, "__origin__", None)
     if origin is not None:
         yield origin

@@ -111,7 +111,7 @@ def _run_step(
     env.update({k: evaluate(v, context) for k, v in (step.get("env") or {}).items()})
     done = subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=600,
+        check=False, cwd=workdir, env=env, capture_output=True, text=True, timeout=600,
     )
     return StepRun(name, False, done.returncode, done.stdout + done.stderr)
 

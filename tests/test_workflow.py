@@ -30,14 +30,14 @@ def run_steps() -> list[dict[str, Any]]:
 
 
 def test_actionlint_passes_the_workflow_and_the_local_action() -> None:
-    done = subprocess.run([tool("actionlint"), str(WORKFLOW)], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run([tool("actionlint"), str(WORKFLOW)], cwd=ROOT, check=False, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(("schema", "path"), [("vendor.github-workflows", WORKFLOW), ("vendor.github-actions", ACTION)])
 def test_github_json_schema_accepts_it(schema: str, path: Path) -> None:
     done = subprocess.run([tool("check-jsonschema"), "--builtin-schema", schema, str(path)],
-                          capture_output=True, text=True)
+                          check=False, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -1,0 +1,296 @@
+"""Render a variant's README: front matter built as data, body from Jinja templates.
+
+Pure: values in (manifest, weight facts, provenance, template folder), text out. The front matter is never
+string-templated: it is a dict, serialized by a YAML dumper, checked against the Hub's metadata rules and
+round-tripped through huggingface_hub's `ModelCard`, so no manifest string can change the metadata.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+import yaml
+
+from . import __version__
+from .errors import MetadataError, TemplateError
+from .manifest import Manifest, Variant
+
+if TYPE_CHECKING:
+    from .facts import WeightFacts
+
+CARD_TEMPLATE = "card.md.j2"
+PROVENANCE_MARK = "<!-- hubpub:provenance -->"
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+# The Auto class a `from_pretrained` snippet should use, by pipeline tag.
+AUTO_CLASSES = {
+    "image-text-to-text": "AutoModelForImageTextToText",
+    "text-generation": "AutoModelForCausalLM",
+    "text2text-generation": "AutoModelForSeq2SeqLM",
+    "feature-extraction": "AutoModel",
+}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a card came from: the hubpub version and, if the manifest lives in git, its commit and tag."""
+
+    version: str = __version__
+    commit: str | None = None
+    tag: str | None = None
+    dirty: bool = False
+
+
+@dataclass(frozen=True)
+class Part:
+    """A piece of a table cell; templates decide how `code` and `strong` look."""
+
+    text: str
+    code: bool = False
+    strong: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    cells: tuple[tuple[Part, ...], ...]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Front matter
+
+
+def front_matter(manifest: Manifest) -> dict[str, Any]:
+    """The card's metadata, in the order the Hub shows it. None values are left out."""
+    meta: dict[str, Any] = {
+        "library_name": manifest.library_name,
+        "license": manifest.license,
+        "license_name": manifest.license_name,
+        "license_link": manifest.license_link,
+        "pipeline_tag": manifest.pipeline_tag,
+        "base_model": manifest.base_model,
+        "base_model_relation": manifest.base_model_relation,
+        "tags": list(manifest.tags),
+    }
+    return {key: value for key, value in meta.items() if value not in (None, [])}
+
+
+def check_front_matter(meta: Mapping[str, Any], source: Path) -> None:
+    """Raise MetadataError for the first value the Hub would refuse, naming the manifest field."""
+    from .hubmeta import metadata_problems
+
+    problems = metadata_problems(dict(meta))
+    if problems:
+        field, message = problems[0]
+        raise MetadataError(message, file=source, field=field)
+
+
+def dump_front_matter(meta: Mapping[str, Any]) -> str:
+    body = yaml.safe_dump(dict(meta), sort_keys=False, allow_unicode=True, default_flow_style=False, width=10_000)
+    return f"---\n{body}---\n"
+
+
+def verify_round_trip(text: str, meta: Mapping[str, Any], source: Path) -> None:
+    """The metadata huggingface_hub reads back from the card must be exactly what we meant to write."""
+    from huggingface_hub import ModelCard
+
+    parsed = ModelCard(text, ignore_metadata_errors=False).data.to_dict()
+    if parsed != dict(meta):
+        changed = sorted(k for k in set(parsed) | set(meta) if parsed.get(k) != meta.get(k))
+        raise MetadataError(
+            f"the rendered front matter does not read back as written (fields: {', '.join(changed)})",
+            file=source,
+            hint="a template must not write its own '---' block; front matter comes from the manifest only",
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The comparison table
+
+
+def _size_gb(variant: Variant, facts: WeightFacts | None) -> float:
+    return facts.size_gb if facts is not None else variant.size_gb
+
+
+def quantization_table(
+    manifest: Manifest, facts: Mapping[str, WeightFacts]
+) -> tuple[Row, ...]:
+    """One row per field, one cell per variant. Weight facts, where present, supply what the weights can tell."""
+    variants = manifest.variants
+    everywhere = set.intersection(*(set(v.unquantized) for v in variants))
+
+    def cells(render: Any) -> tuple[tuple[Part, ...], ...]:
+        return tuple(tuple(render(v)) for v in variants)
+
+    def plain(row: str, value: Any) -> Any:
+        return lambda v: [Part(value(v), strong=row in v.highlight)]
+
+    def method(v: Variant) -> list[Part]:
+        parts = [Part(v.method.name)]
+        if v.method.source:
+            parts += [Part(" ("), Part(v.method.source, code=True), Part(")")]
+        if v.method.recipe:
+            parts += [Part(", "), Part(v.method.recipe, strong="recipe" in v.highlight), Part(" recipe")]
+        return parts
+
+    def unquantized(v: Variant) -> list[Part]:
+        parts: list[Part] = []
+        for family in v.unquantized:
+            if parts:
+                parts.append(Part(", "))
+            # A family not left unquantized by every variant is what sets this variant apart: emphasise it.
+            parts.append(Part(family, code=True, strong=family not in everywhere or "unquantized" in v.highlight))
+        return parts or [Part("none")]
+
+    rows = [
+        Row("Base", cells(lambda v: [Part(manifest.base_model, code=True, strong="base" in v.highlight)])),
+        Row("Method", cells(method)),
+        Row("Scheme", cells(plain("scheme", lambda v: v.scheme))),
+        Row("Bits", cells(plain("bits", lambda v: str(v.bits)))),
+        Row("Group size", cells(plain("group_size", lambda v: str(v.group_size)))),
+        Row("Symmetric", cells(plain("symmetric", lambda v: "yes" if v.symmetric else "no"))),
+        Row("Unquantized layers", cells(unquantized)),
+        Row("Calibration samples", cells(plain("samples", lambda v: str(v.calibration.samples)))),
+    ]
+    if any(v.calibration.iterations is not None for v in variants):
+        rows.append(Row("Iterations", cells(plain("iterations", lambda v: _or_dash(v.calibration.iterations)))))
+    if any(v.calibration.batch_size is not None for v in variants):
+        rows.append(Row("Batch size", cells(plain("batch_size", lambda v: _or_dash(v.calibration.batch_size)))))
+    if any(v.torch_compile is not None for v in variants):
+        rows.append(Row("torch.compile", cells(plain("torch_compile", lambda v: _enabled(v.torch_compile)))))
+    if any(f.scale_dtype for f in facts.values()):
+        rows.append(Row("Scale dtype", cells(lambda v: [Part(_scale_dtype(facts.get(v.branch)))])))
+    rows.append(Row("Size", cells(plain("size", lambda v: f"{_size_gb(v, facts.get(v.branch)):.1f}GB"))))
+    if any(v.gpu for v in variants):
+        rows.append(Row("GPU used for quant", cells(plain("gpu", lambda v: v.gpu or "-"))))
+    return tuple(rows)
+
+
+def _or_dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _enabled(value: bool | None) -> str:
+    return "-" if value is None else ("enabled" if value else "disabled")
+
+
+def _scale_dtype(facts: WeightFacts | None) -> str:
+    return facts.scale_dtype if facts is not None and facts.scale_dtype else "-"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Templates
+
+
+def default_template_dir() -> Path:
+    return Path(str(resources.files("publish.templates")))
+
+
+def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
+    """Templates from `override_dir` (one file at a time) win over the packaged defaults."""
+    loaders: list[jinja2.BaseLoader] = []
+    if override_dir is not None and override_dir.is_dir():
+        loaders.append(jinja2.FileSystemLoader(override_dir))
+    loaders.append(jinja2.FileSystemLoader(default_template_dir()))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # Markdown, not HTML; manifest text is the publisher's own.
+    )
+
+
+def render_card(
+    manifest: Manifest,
+    variant: Variant,
+    *,
+    env: jinja2.Environment,
+    facts: Mapping[str, WeightFacts] | None = None,
+    provenance: Provenance | None = None,
+) -> str:
+    """The complete README.md for `variant`'s branch."""
+    facts = facts or {}
+    meta = front_matter(manifest)
+    check_front_matter(meta, manifest.source)
+    context = {
+        "manifest": manifest,
+        "variant": variant,
+        "variants": manifest.variants,
+        "version_count": _count_words(len(manifest.variants), "version"),
+        "table": quantization_table(manifest, facts),
+        "kld": manifest.evaluation.kld,
+        "kld_variant": manifest.variant(manifest.evaluation.kld.branch) if manifest.evaluation.kld else None,
+        "usage": manifest.usage,
+        "downloads": [_download(manifest, v) for v in manifest.variants],
+        "local_dir": _local_dir(manifest, variant),
+        "auto_class": AUTO_CLASSES.get(manifest.pipeline_tag, "AutoModel"),
+        "facts_from": {v.branch: ("weights" if v.branch in facts else "manifest") for v in manifest.variants},
+        "provenance": provenance or Provenance(),
+        "provenance_mark": PROVENANCE_MARK,
+    }
+    body = _render_template(env, CARD_TEMPLATE, context).lstrip("\n")
+    if body.startswith("---"):
+        # Harmless to the Hub (it reads the first block only) but a sign the template is fighting the manifest.
+        raise MetadataError(
+            "the card template starts with its own '---' front matter block, which does not read back as metadata",
+            file=CARD_TEMPLATE,
+            hint="front matter comes from the manifest only; remove the block from the template",
+        )
+    text = dump_front_matter(meta) + "\n" + body
+    verify_round_trip(text, meta, manifest.source)
+    return text
+
+
+def _render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+    try:
+        return env.get_template(name).render(**context)
+    except jinja2.TemplateSyntaxError as error:
+        raise TemplateError(
+            f"template does not parse: {error.message}", file=error.filename or error.name, line=error.lineno
+        ) from None
+    except jinja2.TemplateNotFound as error:
+        raise TemplateError(
+            f"template {error.name!r} not found", hint="an override folder must use the default template names"
+        ) from None
+    except jinja2.UndefinedError as error:
+        file, line = _template_frame(error)
+        raise TemplateError(
+            f"undefined variable: {error.message}", file=file, line=line,
+            hint="check the spelling against the variables listed in README.md, 'Templates'",
+        ) from None
+
+
+def _template_frame(error: BaseException) -> tuple[str | None, int | None]:
+    """Jinja rewrites tracebacks so template frames carry the template's file and line; take the innermost."""
+    found: tuple[str | None, int | None] = (None, None)
+    for frame in traceback.extract_tb(error.__traceback__):
+        if frame.filename.endswith(".j2"):
+            found = (frame.filename, frame.lineno)
+    return found
+
+
+@dataclass(frozen=True)
+class Download:
+    variant: Variant
+    local_dir: str
+
+
+def _download(manifest: Manifest, variant: Variant) -> Download:
+    return Download(variant, _local_dir(manifest, variant))
+
+
+def _local_dir(manifest: Manifest, variant: Variant) -> str:
+    return manifest.repo_name if variant.branch == "main" else f"{manifest.repo_name}-{variant.branch}"
+
+
+def _count_words(count: int, noun: str) -> str:
+    word = NUMBER_WORDS[count] if count < len(NUMBER_WORDS) else str(count)
+    return f"There is {word} {noun}." if count == 1 else f"There are {word} {noun}s."

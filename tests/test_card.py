@@ -1,0 +1,193 @@
+"""Card rendering: the reference card fact for fact, front-matter safety, templates and provenance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import git
+import pytest
+from huggingface_hub import ModelCard
+
+from publish.card import Provenance, make_environment, render_card
+from publish.errors import MetadataError, TemplateError
+from publish.manifest import load_manifest
+from publish.provenance import read_provenance
+
+from . import cardfacts
+from .conftest import REFERENCE_CARD, SHIPPED_MANIFEST
+
+REFERENCE = cardfacts.facts(REFERENCE_CARD.read_text(encoding="utf-8"))
+
+
+def render(manifest_path: Path = SHIPPED_MANIFEST, branch: str = "main", **kwargs: object) -> str:
+    manifest = load_manifest(manifest_path)
+    env = make_environment(manifest.root / "templates")
+    return render_card(manifest, manifest.variant(branch), env=env, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module", params=["main", "gs128"])
+def rendered(request: pytest.FixtureRequest) -> dict[str, object]:
+    return cardfacts.facts(render(branch=request.param))
+
+
+def test_front_matter_equals_the_reference_key_for_key(rendered: dict[str, object]) -> None:
+    assert rendered["front_matter"] == REFERENCE["front_matter"]
+
+
+def test_title_equals_the_reference(rendered: dict[str, object]) -> None:
+    assert rendered["title"] == REFERENCE["title"]
+
+
+def test_quantization_table_equals_the_reference_cell_for_cell(rendered: dict[str, object]) -> None:
+    assert rendered["quantization"] == REFERENCE["quantization"]
+
+
+def test_kld_metrics_equal_the_reference(rendered: dict[str, object]) -> None:
+    assert rendered["kld_metrics"] == REFERENCE["kld_metrics"]
+    assert rendered["evaluated_branch"] == REFERENCE["evaluated_branch"] == "Main"
+
+
+def test_evaluation_configuration_equals_the_reference(rendered: dict[str, object]) -> None:
+    assert rendered["evaluation"] == REFERENCE["evaluation"]
+
+
+def test_vllm_arguments_equal_the_reference(rendered: dict[str, object]) -> None:
+    assert rendered["vllm_args"] == REFERENCE["vllm_args"]
+
+
+def test_reference_prose_survives() -> None:
+    text = render()
+    reference = REFERENCE_CARD.read_text(encoding="utf-8")
+    for line in reference.splitlines():
+        if line.startswith(("* ", "- ")) and "two versions" not in line:
+            assert line in text, line
+
+
+def test_emphasis_marks_what_sets_variants_apart() -> None:
+    text = render()
+    assert "| Group size | **-1** | 128 |" in text
+    assert "<code><strong>self_attn</strong></code>" in text
+    assert "| Size | **36.8GB** | **38.8GB** |" in text
+
+
+@pytest.mark.parametrize("branch", ["main", "gs128"])
+def test_card_says_which_branch_it_is_on(branch: str) -> None:
+    assert f"This README is on the **{branch}** branch" in render(branch=branch)
+
+
+@pytest.mark.parametrize("branch", ["main", "gs128"])
+def test_card_tells_how_to_download_every_branch(branch: str) -> None:
+    text = render(branch=branch)
+    for other in ("main", "gs128"):
+        assert f"hf download Minachist/Qwen3.6-27B-INT8-AutoRound --revision {other} " in text
+        assert f'from_pretrained("Minachist/Qwen3.6-27B-INT8-AutoRound", revision="{other}")' in text
+        assert f"vllm serve Minachist/Qwen3.6-27B-INT8-AutoRound --revision {other}\n" in text
+
+
+def test_front_matter_round_trips_through_modelcard() -> None:
+    card = ModelCard(render())
+    assert card.data.to_dict() == REFERENCE["front_matter"]
+
+
+def test_manifest_strings_cannot_inject_front_matter(project: Path) -> None:
+    text = project.read_text().replace(
+        "tags: [compressed-tensors, qwen3_6, int8, autoround]",
+        'tags: [compressed-tensors, "x\\n---\\nlicense: mit\\npipeline_tag: text-generation\\n---"]',
+    )
+    project.write_text(text)
+    card = render(project)
+    meta = ModelCard(card).data.to_dict()
+    assert meta["license"] == "apache-2.0" and meta["pipeline_tag"] == "image-text-to-text"
+    assert meta["tags"] == ["compressed-tensors", "x\n---\nlicense: mit\npipeline_tag: text-generation\n---"]
+
+
+def test_summary_with_a_dashed_line_stays_in_the_body(project: Path) -> None:
+    project.write_text(project.read_text().replace("summary: |-\n", "summary: |-\n  ---\n  license: mit\n  ---\n"))
+    meta = ModelCard(render(project)).data.to_dict()
+    assert meta["license"] == "apache-2.0"
+
+
+def test_unknown_license_is_refused_with_the_field_named(project: Path) -> None:
+    project.write_text(project.read_text().replace("license: apache-2.0", "license: apache2"))
+    with pytest.raises(MetadataError) as caught:
+        render(project)
+    assert caught.value.field == "license" and "apache-2.0" in str(caught.value)
+
+
+def test_unknown_pipeline_tag_is_refused(project: Path) -> None:
+    project.write_text(project.read_text().replace("pipeline_tag: image-text-to-text", "pipeline_tag: chat"))
+    with pytest.raises(MetadataError) as caught:
+        render(project)
+    assert caught.value.field == "pipeline_tag"
+
+
+def test_base_model_relation_must_be_one_of_the_four(project: Path) -> None:
+    project.write_text(project.read_text().replace("base_model_relation: quantized", "base_model_relation: distilled"))
+    with pytest.raises(MetadataError) as caught:
+        render(project)
+    assert caught.value.field == "base_model_relation"
+
+
+def test_templates_next_to_the_manifest_override_one_file(project: Path) -> None:
+    (project.parent / "templates").mkdir()
+    (project.parent / "templates" / "log.md.j2").write_text("## Logs\n\nSee {{ manifest.files.log }} on each branch.\n")
+    text = render(project)
+    assert "See log.txt on each branch." in text
+    assert "## Quantization log" not in text
+    assert "## Quantization details" in text  # the other templates are still the defaults
+
+
+def test_undefined_variable_names_template_and_line(project: Path) -> None:
+    (project.parent / "templates").mkdir()
+    override = project.parent / "templates" / "log.md.j2"
+    override.write_text("## Logs\n\n{{ manifest.log_file }}\n")
+    with pytest.raises(TemplateError) as caught:
+        render(project)
+    assert caught.value.file == str(override) and caught.value.line == 3
+    assert "log_file" in str(caught.value)
+
+
+def test_template_syntax_error_names_template_and_line(project: Path) -> None:
+    (project.parent / "templates").mkdir()
+    override = project.parent / "templates" / "log.md.j2"
+    override.write_text("ok\n{% if %}\n")
+    with pytest.raises(TemplateError) as caught:
+        render(project)
+    assert caught.value.line == 2 and str(override) in str(caught.value)
+
+
+def test_template_writing_its_own_front_matter_is_caught(project: Path) -> None:
+    (project.parent / "templates").mkdir()
+    (project.parent / "templates" / "card.md.j2").write_text("---\nlicense: mit\n---\n# x\n")
+    with pytest.raises(MetadataError, match="does not read back"):
+        render(project)
+
+
+def test_provenance_names_version_commit_and_tag(project: Path) -> None:
+    repo = git.Repo.init(project.parent)
+    repo.index.add(["branches.yaml"])
+    commit = repo.index.commit("manifest", author=git.Actor("t", "t@example.com"))
+    repo.create_tag("v1.0.0")
+    provenance = read_provenance(project.parent)
+    assert (provenance.commit, provenance.tag, provenance.dirty) == (commit.hexsha, "v1.0.0", False)
+    text = render(project, provenance=provenance)
+    assert f"from commit `{commit.hexsha[:12]}` (tag `v1.0.0`)" in text
+
+
+def test_provenance_marks_uncommitted_changes(project: Path) -> None:
+    repo = git.Repo.init(project.parent)
+    repo.index.add(["branches.yaml"])
+    repo.index.commit("manifest", author=git.Actor("t", "t@example.com"))
+    project.write_text(project.read_text() + "\n")
+    assert read_provenance(project.parent).dirty is True
+    assert "with uncommitted changes" in render(project, provenance=read_provenance(project.parent))
+
+
+def test_provenance_outside_git_has_only_the_version(tmp_path: Path) -> None:
+    provenance = read_provenance(tmp_path)
+    assert provenance.commit is None and provenance.version
+    assert render(provenance=Provenance(version="9.9")).count("Card generated by hubpub 9.9.") == 1
+
+
+def test_card_says_facts_come_from_the_manifest_without_weights() -> None:
+    assert "main from the manifest; gs128 from the manifest." in render()
