@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import yaml
+
+from tests.hubserver import HubServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_MANIFEST = ROOT / "branches.yaml"
+# The local Hub server's token.
+# Built from parts so that no token-shaped string is committed; at run time it has a real token's shape,
+# so the scrubbing is exercised too.
+HUB_TOKEN = "hf_" + "hubserverTestToken" + "0123456789abcdef"
 REFERENCE_CARD = Path(__file__).parent / "data" / "reference-card-Qwen3.6-27B-INT8-AutoRound.md"
 
 
@@ -23,6 +32,7 @@ def _isolated_hub_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     monkeypatch.setenv("HF_HUB_DISABLE_UPDATE_CHECK", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     monkeypatch.setenv("COMPRESSED_TENSORS_LOG_DISABLED", "1")
+    monkeypatch.setenv("HUBPUB_CACHE", str(home / "hubpub-hashes.json"))
 
 
 @pytest.fixture
@@ -31,3 +41,59 @@ def project(tmp_path: Path) -> Path:
     for name in ("branches.yaml", "quantize.py", "log.txt"):
         shutil.copy(ROOT / name, tmp_path / name)
     return tmp_path / "branches.yaml"
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny but structurally real checkpoints of both variants, built once per session. Do not modify them."""
+    from .fixtures.checkpoints import build_pair
+
+    return build_pair(tmp_path_factory.mktemp("checkpoints"))
+
+
+def point_manifest(manifest: Path, folders: dict[str, Path]) -> Path:
+    """Point the manifest's variants at checkpoint folders, with the size the card would round them to."""
+    data = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+    for variant in data["variants"]:
+        folder = folders.get(variant["branch"])
+        if folder is not None:
+            variant["path"] = str(folder)
+            size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+            variant["size_gb"] = float(f"{size / 1e9:.3g}")
+    manifest.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return manifest
+
+
+@pytest.fixture
+def weighed(project: Path, checkpoints: dict[str, Path]) -> Path:
+    """The shipped manifest pointed at the tiny checkpoints; returns the manifest path."""
+    return point_manifest(project, checkpoints)
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    """A running server plus a client environment pointed away from the developer's cache and from Xet."""
+    from huggingface_hub import constants
+
+    home = tmp_path / "hf_home"
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_HOME", str(home))
+    # huggingface_hub reads these when it is imported, which test collection may already have done, so the
+    # environment alone is not enough: is_xet_available() and the cache lookups read the constants on each call.
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    server = HubServer(tmp_path / "hub", token=HUB_TOKEN).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The client's backoff waits, recorded instead of slept (its first retry waits 1 s)."""
+    from huggingface_hub.utils import _http
+
+    recorded: list[float] = []
+    monkeypatch.setattr(_http, "time", SimpleNamespace(sleep=recorded.append))
+    return recorded
