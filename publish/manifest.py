@@ -285,6 +285,9 @@ class _Located(ValueError):
         self.loc = loc
 
 
+TODO = "TODO"
+
+
 def check_repo_id(value: str) -> None:
     """A Hub model repo id: `namespace/name`, by huggingface_hub's own rules."""
     from huggingface_hub.errors import HFValidationError
@@ -378,7 +381,14 @@ def _parse_yaml(text: str, source: Path) -> tuple[Any, dict[tuple[Any, ...], int
         if isinstance(node, yaml.SequenceNode):
             # Tuples, because the schema is strict and its sequences are immutable.
             return tuple(build(item, (*path, index)) for index, item in enumerate(node.value))
-        return loader.construct_object(node, deep=True)
+        value = loader.construct_object(node, deep=True)
+        if isinstance(value, str) and value.startswith(TODO):
+            # `hubpub init` marks what the weights cannot tell; it must be filled in before anything is published.
+            raise ManifestError(
+                f"{_dotted(path)} still says {value!r}", file=source, line=node.start_mark.line + 1,
+                field=_dotted(path), hint="replace the TODO with the real value",
+            )
+        return value
 
     return (build(root, ()) if root is not None else None), lines
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,28 +42,36 @@ class RenderResult:
 
 def gather_facts(manifest: Manifest) -> tuple[dict[str, WeightFacts], tuple[str, ...]]:
     """Facts from the weights of every variant whose folder is present; the manifest must agree with them."""
-    facts: dict[str, WeightFacts] = {}
+    found: dict[str, WeightFacts] = {}
     notes: list[str] = []
     for variant in manifest.variants:
         folder = manifest.variant_path(variant)
         if not folder.is_dir():
             notes.append(f"{variant.branch}: no weights at {folder}; the card uses the manifest's values")
             continue
-        from ..facts import compare_facts, derive_facts
-        from ..inspect import inspect_checkpoint
+        from ..facts import derive_facts
+        from ..inspect import read_checkpoint
 
-        found = derive_facts(inspect_checkpoint(folder))
-        differences = compare_facts(variant, found)
+        found[variant.branch] = derive_facts(read_checkpoint(folder))
+        notes.append(f"{variant.branch}: facts taken from the weights in {folder}")
+    return agreed_facts(manifest, found), tuple(notes)
+
+
+def agreed_facts(manifest: Manifest, found: Mapping[str, WeightFacts]) -> dict[str, WeightFacts]:
+    """`found`, once every variant's manifest entry agrees with it; FactMismatch names each difference."""
+    from ..facts import compare_facts
+
+    for branch, facts in found.items():
+        variant = manifest.variant(branch)
+        differences = compare_facts(variant, facts)
         if differences:
             raise FactMismatch(
-                f"variant {variant.branch!r}: the weights in {folder} disagree with the manifest:\n  - "
+                f"variant {branch!r}: the weights at {variant.path} disagree with the manifest:\n  - "
                 + "\n  - ".join(differences),
                 file=manifest.source,
                 hint="fix branches.yaml (or the checkpoint); hubpub never overrides the manifest silently",
             )
-        facts[variant.branch] = found
-        notes.append(f"{variant.branch}: facts taken from the weights in {folder}")
-    return facts, tuple(notes)
+    return dict(found)
 
 
 def render(

@@ -1,0 +1,117 @@
+"""`hubpub init`: write a starting branches.yaml from checkpoint folders, with what the weights tell filled in.
+
+What the weights cannot tell (base model, license, calibration) is written as a "TODO: ..." string; the manifest
+loader refuses any TODO left in place, naming its line, so nothing half-filled is ever published.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import UsageError
+from ..facts import WeightFacts, derive_facts
+from ..files import atomic_write
+from ..inspect import Checkpoint, read_checkpoint
+from ..manifest import TODO, check_branch_name, check_repo_id
+
+# What a Hub model page should say for each architecture suffix transformers uses.
+PIPELINE_BY_ARCHITECTURE = {
+    "ForConditionalGeneration": "image-text-to-text",
+    "ForCausalLM": "text-generation",
+}
+
+
+def init(folders: list[Path], *, repo_id: str | None = None, out: Path, force: bool = False) -> Path:
+    """Inspect each folder and write a manifest describing one variant per folder; returns the path written."""
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists", hint="pass --force to overwrite it, or --out to write elsewhere")
+    if repo_id is not None:
+        try:
+            check_repo_id(repo_id)
+        except ValueError as error:
+            raise UsageError(f"--repo-id: {error}") from None
+    checkpoints = [read_checkpoint(folder.resolve()) for folder in folders]
+    document = manifest_document(checkpoints, repo_id=repo_id, base=out.resolve().parent)
+    header = "# Written by `hubpub init`. Replace every TODO, then run `hubpub check` and `hubpub render`.\n"
+    atomic_write(out, header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120))
+    return out
+
+
+def manifest_document(checkpoints: list[Checkpoint], *, repo_id: str | None, base: Path) -> dict[str, Any]:
+    """The manifest as data: one variant per checkpoint, facts from its weights, TODO where they cannot tell."""
+    first = checkpoints[0]
+    name = Path(first.location).name
+    variants = []
+    branches: set[str] = set()
+    for position, checkpoint in enumerate(checkpoints):
+        facts = derive_facts(checkpoint)
+        branch = _branch_name(position, facts, Path(checkpoint.location).name, branches)
+        branches.add(branch)
+        variants.append(_variant(checkpoint, facts, branch, base))
+    architectures = (first.config or {}).get("architectures") or []
+    pipeline = next((tag for suffix, tag in PIPELINE_BY_ARCHITECTURE.items()
+                     if any(str(a).endswith(suffix) for a in architectures)), None)
+    return {
+        "repo_id": repo_id or f"{TODO}: your-namespace/{name}",
+        "title": name,
+        "base_model": f"{TODO}: the Hub id of the model you quantized, e.g. Qwen/Qwen3.6-27B",
+        "base_model_relation": "quantized",
+        "license": f"{TODO}: the base model's license id, e.g. apache-2.0",
+        "pipeline_tag": pipeline or f"{TODO}: e.g. text-generation",
+        "library_name": "transformers",
+        "tags": ["compressed-tensors"] + sorted({f"int{v['bits']}" for v in variants}),
+        "variants": variants,
+    }
+
+
+def _variant(checkpoint: Checkpoint, facts: WeightFacts, branch: str, base: Path) -> dict[str, Any]:
+    if facts.bits is None or facts.group_size is None or facts.symmetric is None:
+        raise UsageError(f"{checkpoint.location}: the weights do not show one quantization scheme",
+                         hint="run `hubpub check` on a manifest for this folder to see why")
+    return {
+        "branch": branch,
+        "path": _relative(Path(checkpoint.location), base),
+        "method": {"name": f"{TODO}: e.g. AutoRound"},
+        "scheme": f"W{facts.bits}A{_activation_bits(checkpoint)}",
+        "bits": facts.bits,
+        "group_size": facts.group_size,
+        "symmetric": facts.symmetric,
+        "unquantized": list(facts.unquantized),
+        "calibration": {"samples": f"{TODO}: the number of calibration samples"},
+        "size_gb": float(f"{facts.size_gb:.3g}"),
+    }
+
+
+def _activation_bits(checkpoint: Checkpoint) -> int:
+    config = checkpoint.quantization
+    if config is None:
+        return 16
+    bits = {s.input_activations.num_bits for s in config.config_groups.values() if s.input_activations}
+    return bits.pop() if len(bits) == 1 else 16
+
+
+def _branch_name(position: int, facts: WeightFacts, folder: str, taken: set[str]) -> str:
+    """main for the first folder; then gs<N> for group sizes, else the folder name when git accepts it."""
+    candidates = ["main"] if position == 0 else []
+    if facts.group_size and facts.group_size > 0:
+        candidates.append(f"gs{facts.group_size}")
+    candidates += [folder, f"variant-{position + 1}"]
+    for candidate in candidates:
+        try:
+            check_branch_name(candidate)
+        except ValueError:
+            continue
+        if candidate not in taken:
+            return candidate
+    return f"variant-{position + 1}-{len(taken)}"
+
+
+def _relative(folder: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(folder, base)
+    except ValueError:  # another drive on Windows
+        return str(folder)

@@ -1,0 +1,141 @@
+"""`hubpub check`, `hubpub init` and `hubpub render` with weights present: library functions and the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from publish.commands.check import check
+from publish.commands.init import init
+from publish.commands.render import render
+from publish.errors import FactMismatch, ManifestError, UsageError
+from publish.manifest import load_manifest
+
+from .conftest import point_manifest
+from .fixtures.checkpoints import build_checkpoint
+
+
+def hubpub(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "publish.cli", *args], check=False, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+# -- check ---------------------------------------------------------------------------------------------------------
+
+
+def test_check_passes_both_good_variants(weighed: Path) -> None:
+    report = check(load_manifest(weighed))
+    assert report.ok
+    assert [(v.branch, v.source, v.findings) for v in report.variants] == [("main", "local", ()), ("gs128", "local", ())]
+
+
+def test_check_cli_exits_0_and_reports_each_variant(weighed: Path) -> None:
+    done = hubpub("check", "--manifest", str(weighed), cwd=weighed.parent)
+    assert done.returncode == 0, done.stderr
+    assert "main (local:" in done.stdout and "gs128 (local:" in done.stdout and "FAILED" not in done.stdout
+
+
+def test_check_cli_exits_1_naming_the_module(project: Path, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    broken = build_checkpoint(tmp_path / "broken", "main", defect="mtp-not-ignored")
+    manifest = point_manifest(project, checkpoints)
+    data = yaml.safe_load(manifest.read_text())
+    data["variants"][0]["path"] = str(broken)
+    manifest.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = hubpub("check", "--manifest", str(manifest), "--branch", "main", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "K1  mtp.fc:" in done.stdout and "re:^mtp" in done.stdout
+
+
+def test_check_json_is_stable_and_machine_readable(weighed: Path) -> None:
+    done = hubpub("check", "--manifest", str(weighed), "--branch", "gs128", "--json", cwd=weighed.parent)
+    report = json.loads(done.stdout)
+    assert report["version"] == 1 and report["ok"] is True
+    (variant,) = report["variants"]
+    assert set(variant) == {"branch", "location", "source", "ok", "errors", "warnings", "facts", "findings"}
+    assert variant["facts"]["group_size"] == 128 and variant["facts"]["scale_dtype"] == "FP16"
+    assert "self_attn" in variant["facts"]["unquantized"]
+
+
+def test_missing_folder_is_an_error_naming_the_path(project: Path) -> None:
+    report = check(load_manifest(project), branch="gs128")
+    assert not report.ok
+    (finding,) = report.variants[0].findings
+    assert finding.code == "C0" and "Qwen3.6-27B-INT8-AutoRound-gs128" in finding.message
+    done = hubpub("check", "--manifest", str(project), cwd=project.parent)
+    assert done.returncode == 1 and "does not exist" in done.stdout
+
+
+def test_check_with_a_bad_manifest_exits_2(project: Path) -> None:
+    project.write_text(project.read_text().replace("bits: 8", "bits: eight", 1))
+    done = hubpub("check", "--manifest", str(project), cwd=project.parent)
+    assert done.returncode == 2 and "bits" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- render with weights --------------------------------------------------------------------------------------------
+
+
+def test_render_takes_facts_from_the_weights(weighed: Path, checkpoints: dict[str, Path]) -> None:
+    result = render(load_manifest(weighed), branch="gs128")
+    text = result.cards[0].text
+    assert "| Scale dtype | FP16 | FP16 |" in text.replace("**", "")
+    size = sum(p.stat().st_size for p in checkpoints["gs128"].glob("*.safetensors")) / 1e9
+    assert f"{size:.1f}GB" in text
+    assert any("facts taken from the weights" in note for note in result.notes)
+
+
+def test_render_without_weights_says_it_uses_the_manifest(project: Path) -> None:
+    result = render(load_manifest(project))
+    assert any("uses the manifest's values" in note for note in result.notes)
+
+
+def test_render_refuses_a_manifest_that_contradicts_the_weights(weighed: Path) -> None:
+    weighed.write_text(weighed.read_text().replace("symmetric: true", "symmetric: false", 1))
+    with pytest.raises(FactMismatch, match="symmetric: manifest False, weights True"):
+        render(load_manifest(weighed))
+    done = hubpub("render", "--manifest", str(weighed), cwd=weighed.parent)
+    assert done.returncode == 1 and "symmetric" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- init -----------------------------------------------------------------------------------------------------------
+
+
+def test_init_writes_a_manifest_from_the_weights(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    out = init([checkpoints["main"], checkpoints["gs128"]], repo_id="me/Tiny-INT8", out=tmp_path / "branches.yaml")
+    data = yaml.safe_load(out.read_text())
+    main, gs128 = data["variants"]
+    assert (main["branch"], main["group_size"], main["bits"], main["symmetric"]) == ("main", -1, 8, True)
+    assert (gs128["branch"], gs128["group_size"]) == ("gs128", 128)
+    assert "self_attn" in gs128["unquantized"] and "self_attn" not in main["unquantized"]
+    assert data["pipeline_tag"] == "image-text-to-text" and main["scheme"] == "W8A16"
+
+
+def test_init_output_refuses_to_load_until_the_todos_are_filled(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    out = init([checkpoints["main"]], repo_id="me/Tiny-INT8", out=tmp_path / "branches.yaml")
+    with pytest.raises(ManifestError, match="still says 'TODO") as caught:
+        load_manifest(out)
+    assert caught.value.field == "base_model" and caught.value.line is not None
+    data = yaml.safe_load(out.read_text())
+    data.update(base_model="Qwen/Qwen3.6-27B", license="apache-2.0")
+    data["variants"][0].update(method={"name": "AutoRound"}, calibration={"samples": 128})
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert check(load_manifest(out)).ok
+
+
+def test_init_cli_writes_and_refuses_to_overwrite(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    done = hubpub("init", str(checkpoints["main"]), "--repo-id", "me/Tiny-INT8", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "branches.yaml").is_file()
+    again = hubpub("init", str(checkpoints["main"]), cwd=tmp_path)
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_init_rejects_a_bad_repo_id(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="repo-id"):
+        init([checkpoints["main"]], repo_id="no-namespace", out=tmp_path / "branches.yaml")
