@@ -109,16 +109,20 @@ def render(manifest: str, branch: str | None, out: Path | None, check: bool) -> 
 @main.command()
 @manifest_option
 @branch_option
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report (versioned, stable codes).")
+@click.option("--remote", is_flag=True,
+              help="For a variant whose folder is absent, check the weights on its Hub revision (headers only).")
 @_reports_errors
-def check(manifest: str, branch: str | None, as_json: bool) -> None:
+def check(manifest: str, branch: str | None, as_json: bool, remote: bool) -> None:
     """Verify each variant's checkpoint against its config and the manifest (headers only).
 
-    Exits 0 when no error-level finding exists, 1 otherwise.
+    Checks config (C), index and shards (I), tensors (T) and what is quantized (K). Exits 0 when no
+    error-level finding exists, 1 otherwise; a variant whose folder is missing is an error.
     """
     from .commands.check import check as check_variants
 
-    report = check_variants(_load(manifest), branch=branch)
+    hub = _hub_and_cache()[0] if remote else None
+    report = check_variants(_load(manifest), branch=branch, hub=hub)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -150,8 +154,6 @@ def _hub_and_cache() -> tuple[Any, Any]:
 
 
 def _print_push(result: Any, dry_run: bool) -> None:
-    for note in result.notes:
-        click.echo(note, err=True)
     for variant in result.variants:
         for note in variant.notes:
             click.echo(f"{variant.branch}: {note}", err=True)
@@ -185,13 +187,17 @@ def plan(manifest: str, branch: str | None, prune: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Check, render and plan; upload nothing.")
 @click.option("--prune", is_flag=True, help="Delete remote files that are not in the variant's folder.")
 @click.option("--message", metavar="MSG", help="The commit title (default: 'Publish <branch> with hubpub').")
+@click.option("--tag", metavar="RELEASE", help="Also tag each variant's commit on the Hub as RELEASE-<branch>.")
 @_reports_errors
-def push(manifest: str, branch: str | None, all_: bool, dry_run: bool, prune: bool, message: str | None) -> None:
+def push(
+    manifest: str, branch: str | None, all_: bool, dry_run: bool, prune: bool, message: str | None, tag: str | None
+) -> None:
     """Check, render and publish variants, each to its own branch in one atomic, verified commit.
 
     The token comes from HF_TOKEN or `hf auth login`; HF_ENDPOINT selects a self-hosted Hub. Unchanged files
     are skipped (local hashes are cached by path, size, mtime and inode), stale weight files are deleted in the
-    same commit, and a concurrent push to the branch is detected, never overwritten.
+    same commit, and a concurrent push to the branch is detected, never overwritten. A variant whose folder is
+    absent is published card-only: its Hub weights are checked and left untouched.
     """
     from .commands.push import push as push_variants
     from .errors import UsageError
@@ -199,7 +205,9 @@ def push(manifest: str, branch: str | None, all_: bool, dry_run: bool, prune: bo
     if bool(branch) == all_:
         raise UsageError("give exactly one of --branch NAME or --all")
     hub, cache = _hub_and_cache()
-    result = push_variants(_load(manifest), hub, branch, cache=cache, dry_run=dry_run, prune=prune, message=message)
+    result = push_variants(
+        _load(manifest), hub, branch, cache=cache, dry_run=dry_run, prune=prune, message=message, tag=tag
+    )
     _print_push(result, dry_run)
 
 

@@ -1,0 +1,63 @@
+"""Read a checkpoint already on a Hub revision, from its safetensors headers, so it can be checked like a local one.
+
+Used when a variant's folder is absent (a CI runner without the weights): `hubpub check --remote` and card-only
+pushes. Only headers (Range requests, through huggingface_hub) and the small JSON files are fetched. The values of
+`weight_shape` tensors are not fetched (one request per module); checks that need them use the config's bits.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from .errors import HubError
+from .inspect import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint, build_checkpoint
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+
+def read_remote_checkpoint(hub: Hub, repo_id: str, revision: str) -> Checkpoint:
+    """The Checkpoint stored on `repo_id@revision`."""
+    files = {f.path: f.size for f in hub.files_at(repo_id, revision)}
+    headers: dict[str, dict[str, tuple[str, tuple[int, ...]]]] = {}
+    unreadable: dict[str, str] = {}
+    for name in sorted(n for n in files if n.endswith(".safetensors")):
+        try:
+            meta = hub.file_header(repo_id, name, revision)
+        except HubError as error:
+            unreadable[name] = str(error)
+            continue
+        headers[name] = {t: (info.dtype, tuple(info.shape)) for t, info in meta.tensors.items()}
+        end = max((info.data_offsets[1] for info in meta.tensors.values()), default=0)
+        # Without the header length, a lower bound: the data alone must fit in the file.
+        if end > files[name]:
+            unreadable[name] = f"the header promises {end} bytes of data but the file has {files[name]}"
+    index, index_error = _json(hub, repo_id, revision, INDEX_FILE, files)
+    config, config_error = _json(hub, repo_id, revision, CONFIG_FILE, files)
+    if config is None and config_error is None:
+        config_error = f"{CONFIG_FILE} is missing on {repo_id}@{revision}"
+    sidecar, _ = _json(hub, repo_id, revision, SIDECAR_FILE, files)
+    quantization_raw = None
+    if config is not None:
+        from compressed_tensors.utils.safetensors_load import get_quantization_config
+
+        found = get_quantization_config(hub.download_path(repo_id, CONFIG_FILE, revision))
+        quantization_raw = found if isinstance(found, dict) else None
+    return build_checkpoint(
+        location=f"{hub.endpoint}/{repo_id}/tree/{revision}", files=files, headers=headers, unreadable=unreadable,
+        index=index, index_error=index_error, config=config, config_error=config_error,
+        quantization_raw=quantization_raw, sidecar=sidecar, weight_shapes={},
+    )
+
+
+def _json(
+    hub: Hub, repo_id: str, revision: str, name: str, files: dict[str, int]
+) -> tuple[dict[str, Any] | None, str | None]:
+    if name not in files:
+        return None, None
+    try:
+        data = json.loads(hub.download(repo_id, name, revision))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return None, f"{name} does not parse: {error}"
+    return (data, None) if isinstance(data, dict) else (None, f"{name} is not a JSON object")

@@ -1,0 +1,219 @@
+"""`hubpub plan` and `hubpub push` against the local Hub server, with the real huggingface_hub client."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import git
+import pytest
+
+from publish.commands.push import PushResult, plan, push
+from publish.errors import AuthError, ChecksFailed, ConcurrentPushError, UnsafeFileError
+from publish.hashcache import HashCache
+from publish.hub import Hub
+from publish.manifest import load_manifest
+
+from .conftest import HUB_TOKEN, point_manifest
+from .hubserver import HubServer
+
+REPO = "Minachist/Qwen3.6-27B-INT8-AutoRound"
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
+
+
+def client(hub: HubServer, token: str | None = HUB_TOKEN, sleeps: list[float] | None = None) -> Hub:
+    return Hub(hub.url, token, backoff=0.01, sleep=(sleeps.append if sleeps is not None else lambda _: None))
+
+
+def run_push(manifest: Path, hub: HubServer, branch: str | None = None, **kwargs: object) -> PushResult:
+    cache = HashCache(Path(os.environ["HUBPUB_CACHE"]))
+    return push(load_manifest(manifest), client(hub), branch, cache=cache, **kwargs)  # type: ignore[arg-type]
+
+
+def expected_files(manifest: Path, folder: Path) -> dict[str, bytes]:
+    files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    for name in ("quantize.py", "log.txt"):
+        files[name] = (manifest.parent / name).read_bytes()
+    return files
+
+
+def uploads(hub: HubServer) -> list[str]:
+    return [r.path for r in hub.requests if r.method == "PUT" and r.path.startswith("/_lfs/")]
+
+
+def commits(hub: HubServer) -> list[str]:
+    return [r.path for r in hub.requests if r.method == "POST" and "/commit/" in r.path]
+
+
+def hubpub_cli(*args: str, hub: HubServer, cwd: Path, token: str | None = HUB_TOKEN) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1"}
+    env.pop("HF_TOKEN", None)
+    if token:
+        env["HF_TOKEN"] = token
+    return subprocess.run([sys.executable, "-m", "publish.cli", *args], check=False, cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+# -- the main path ------------------------------------------------------------------------------------------------
+
+
+def test_each_branch_holds_exactly_its_own_files(weighed: Path, checkpoints: dict[str, Path], hub: HubServer) -> None:
+    run_push(weighed, hub, "main")
+    run_push(weighed, hub, "gs128")
+    for branch in ("main", "gs128"):
+        remote = hub.files(REPO, branch)
+        readme = remote.pop("README.md").decode()
+        remote.pop(".gitattributes")
+        assert remote == expected_files(weighed, checkpoints[branch]), branch
+        assert f"This README is on the **{branch}** branch" in readme
+    # Each branch is one hubpub commit on top of the repository's first commit: gs128 never saw main's shards.
+    assert hub.commit_count(REPO, "main") == 2 and hub.commit_count(REPO, "gs128") == 2
+    repo = git.Repo(hub.git_path(REPO))
+    assert repo.git.merge_base("main", "gs128") == repo.git.rev_list("--max-parents=0", "main")
+
+
+def test_a_re_push_makes_no_commit_and_uploads_nothing(weighed: Path, hub: HubServer) -> None:
+    run_push(weighed, hub, "main")
+    hub.reset_records()
+    again = run_push(weighed, hub, "main")
+    assert again.variants[0].commit is None and "unchanged: nothing to commit" in again.variants[0].notes
+    assert again.hashed_bytes == 0  # every hash came from the cache
+    assert uploads(hub) == [] and commits(hub) == []
+    assert hub.commit_count(REPO, "main") == 2
+
+
+def test_a_readme_only_change_is_a_one_file_commit(weighed: Path, hub: HubServer) -> None:
+    run_push(weighed, hub, "gs128")
+    weighed.write_text(weighed.read_text().replace("title: Qwen3.6-27B INT8 AutoRound", "title: Qwen3.6 27B INT8"))
+    hub.reset_records()
+    result = run_push(weighed, hub, "gs128")
+    assert [(c.path, c.action) for c in result.variants[0].plan.uploads] == [("README.md", "update")]
+    assert uploads(hub) == []
+    changed = git.Repo(hub.git_path(REPO)).git.diff_tree("--no-commit-id", "--name-only", "-r", "gs128")
+    assert changed.split() == ["README.md"]
+
+
+def test_plan_shows_the_changes_and_sends_nothing(weighed: Path, hub: HubServer) -> None:
+    result = plan(load_manifest(weighed), client(hub), "main")
+    table = result.variants[0].plan.format_table()
+    assert "repository Minachist/Qwen3.6-27B-INT8-AutoRound will be created" in table
+    assert "add       model-00001-of-00004.safetensors" in table and "README.md" in table
+    assert not [r for r in hub.requests if r.method in ("POST", "PUT") and "/paths-info/" not in r.path]
+    done = hubpub_cli("push", "--manifest", str(weighed), "--branch", "main", "--dry-run", hub=hub, cwd=weighed.parent)
+    assert done.returncode == 0, done.stderr
+    assert "to upload" in done.stdout and not uploads(hub) and not commits(hub)
+
+
+def test_stale_weights_are_deleted_and_other_files_kept_unless_pruned(weighed: Path, hub: HubServer) -> None:
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    run_push(weighed, hub, "main")
+    api = HfApi(endpoint=hub.url, token=HUB_TOKEN)
+    api.create_commit(REPO, [CommitOperationAdd("model-00009-of-00009.safetensors", b"old shard"),
+                             CommitOperationAdd("notes.md", b"hand-written notes")],
+                      commit_message="by hand", revision="main")
+    result = run_push(weighed, hub, "main")
+    actions = {c.path: c.action for c in result.variants[0].plan.changes}
+    assert actions["model-00009-of-00009.safetensors"] == "delete" and actions["notes.md"] == "keep"
+    assert "notes.md" in hub.files(REPO, "main") and "model-00009-of-00009.safetensors" not in hub.files(REPO, "main")
+    run_push(weighed, hub, "main", prune=True)
+    assert "notes.md" not in hub.files(REPO, "main")
+
+
+def test_push_tag_tags_each_variant_commit(weighed: Path, hub: HubServer) -> None:
+    result = run_push(weighed, hub, None, tag="v1.0.0")
+    refs = {t.name: t.target_commit for t in client(hub)._api.list_repo_refs(REPO).tags}
+    assert refs == {f"v1.0.0-{v.branch}": v.commit.oid for v in result.variants if v.commit}
+    assert set(refs) == {"v1.0.0-main", "v1.0.0-gs128"}
+
+
+def test_push_cli_prints_the_table_and_commit_url(weighed: Path, hub: HubServer) -> None:
+    done = hubpub_cli("push", "--manifest", str(weighed), "--branch", "gs128", hub=hub, cwd=weighed.parent)
+    assert done.returncode == 0, done.stderr
+    assert f"gs128: committed and verified {hub.url}/{REPO}/commit/" in done.stdout
+    again = hubpub_cli("push", "--manifest", str(weighed), "--branch", "gs128", hub=hub, cwd=weighed.parent)
+    assert "gs128: unchanged; no commit made" in again.stdout
+
+
+def test_commit_description_carries_provenance_and_checks(weighed: Path, hub: HubServer) -> None:
+    run_push(weighed, hub, "main")
+    message = git.Repo(hub.git_path(REPO)).git.log("-1", "--format=%B", "main")
+    assert message.startswith("Publish main with hubpub")
+    assert "Source: not in git" in message and "Checks: main: 0 errors, 0 warnings (local)" in message
+
+
+# -- refusals -----------------------------------------------------------------------------------------------------
+
+
+def test_failing_checks_stop_the_push_before_any_request(
+    project: Path, checkpoints: dict[str, Path], hub: HubServer, tmp_path: Path
+) -> None:
+    from .fixtures.checkpoints import build_checkpoint
+
+    broken = build_checkpoint(tmp_path / "broken", "main", defect="missing-scale")
+    manifest = point_manifest(project, {"main": broken, "gs128": checkpoints["gs128"]})
+    with pytest.raises(ChecksFailed, match="nothing was sent"):
+        run_push(manifest, hub, "main")
+    assert hub.requests == []
+    done = hubpub_cli("push", "--manifest", str(manifest), "--branch", "main", hub=hub, cwd=tmp_path)
+    assert done.returncode == 1 and "T1" in done.stderr and hub.requests == []
+
+
+@pytest.mark.parametrize("name", [".env", "server.pem", "hf_token"])
+def test_secret_looking_files_are_refused(
+    name: str, project: Path, checkpoints: dict[str, Path], hub: HubServer, tmp_path: Path
+) -> None:
+    folder = shutil.copytree(checkpoints["main"], tmp_path / "main")
+    (folder / name).write_text("nothing to see\n")
+    manifest = point_manifest(project, {"main": folder, "gs128": checkpoints["gs128"]})
+    with pytest.raises(UnsafeFileError, match=name.replace(".", r"\.")):
+        run_push(manifest, hub, "main")
+    assert not commits(hub) and not uploads(hub)
+
+
+def test_a_symlink_out_of_the_folder_is_refused(
+    project: Path, checkpoints: dict[str, Path], hub: HubServer, tmp_path: Path
+) -> None:
+    folder = shutil.copytree(checkpoints["main"], tmp_path / "main")
+    (tmp_path / "elsewhere.txt").write_text("private\n")
+    (folder / "extra.txt").symlink_to(tmp_path / "elsewhere.txt")
+    manifest = point_manifest(project, {"main": folder, "gs128": checkpoints["gs128"]})
+    done = hubpub_cli("push", "--manifest", str(manifest), "--branch", "main", hub=hub, cwd=tmp_path)
+    assert done.returncode == 2 and "outside the variant's folder" in done.stderr
+    assert not commits(hub)
+
+
+def test_no_token_is_a_usage_error(weighed: Path, hub: HubServer) -> None:
+    with pytest.raises(AuthError):
+        push(load_manifest(weighed), client(hub, token=None), "main")
+    done = hubpub_cli("push", "--manifest", str(weighed), "--branch", "main", hub=hub, cwd=weighed.parent, token=None)
+    assert done.returncode == 2 and "HF_TOKEN" in done.stderr
+
+
+def test_push_needs_exactly_one_of_branch_or_all(weighed: Path, hub: HubServer) -> None:
+    done = hubpub_cli("push", "--manifest", str(weighed), hub=hub, cwd=weighed.parent)
+    assert done.returncode == 2 and "--branch NAME or --all" in done.stderr
+
+
+def test_a_concurrent_push_is_detected_not_overwritten(
+    weighed: Path, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    run_push(weighed, hub, "main")
+    weighed.write_text(weighed.read_text().replace("title: Qwen3.6-27B INT8 AutoRound", "title: Changed"))
+    real_commit = Hub.commit
+
+    def someone_else_first(self: Hub, *args: object, **kwargs: object) -> object:
+        HfApi(endpoint=hub.url, token=HUB_TOKEN).create_commit(
+            REPO, [CommitOperationAdd("other.txt", b"theirs")], commit_message="theirs", revision="main")
+        return real_commit(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Hub, "commit", someone_else_first)
+    with pytest.raises(ConcurrentPushError, match="moved while pushing"):
+        run_push(weighed, hub, "main")
+    log = git.Repo(hub.git_path(REPO)).git.log("--format=%s", "main").splitlines()
+    assert log[0] == "theirs" and len(log) == 3
