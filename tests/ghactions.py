@@ -87,6 +87,8 @@ def run_workflow(
             inner = {**context, "inputs": inputs}
             for sub in action["runs"]["steps"]:
                 run.steps.append(_run_step(sub, inner, base_env, github_env, workdir, skip))
+                if not run.ok:  # a failing step ends the composite action, and the job
+                    break
         elif uses:
             run.steps.append(StepRun(uses, skipped=True))
         else:

@@ -1,0 +1,133 @@
+"""Release on tag, end to end: the workflow's shell steps run against the local Hub server, card-only.
+
+The runner has the manifest, templates, quantize.py and log.txt but not the weights, which are already on the
+Hub from an earlier push. A tag must check those weights remotely, publish only the cards and small files,
+leave every weight byte alone, and tag each variant's new commit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import git
+import pytest
+import yaml
+
+from publish.commands.check import check
+from publish.commands.push import push
+from publish.hashcache import HashCache
+from publish.hub import Hub
+from publish.manifest import load_manifest
+
+from . import ghactions
+from .conftest import HUB_TOKEN, ROOT
+from .hubserver import HubServer
+
+REPO = "Minachist/Qwen3.6-27B-INT8-AutoRound"
+WORKFLOW = ROOT / ".github" / "workflows" / "publish.yml"
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
+
+
+@pytest.fixture
+def published(weighed: Path, hub: HubServer, tmp_path: Path) -> Path:
+    """Both variants pushed with their weights; returns a runner checkout whose manifest points at no weights."""
+    push(load_manifest(weighed), Hub(hub.url, HUB_TOKEN), None, cache=HashCache(None))
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("quantize.py", "log.txt"):
+        shutil.copy(weighed.parent / name, checkout / name)
+    data = yaml.safe_load(weighed.read_text())
+    for variant in data["variants"]:
+        variant["path"] = f"../weights/{variant['branch']}"  # not on this runner
+    data["title"] = "Qwen3.6-27B INT8 AutoRound (release)"
+    (checkout / "branches.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return checkout / "branches.yaml"
+
+
+def weights(hub: HubServer, branch: str) -> dict[str, bytes]:
+    return {p: c for p, c in hub.files(REPO, branch).items() if p.endswith((".safetensors", ".json"))}
+
+
+def run_release(checkout: Path, hub: HubServer, ref: str) -> ghactions.Run:
+    env = ghactions.runner_env({
+        # The interpreter running the tests has hubpub installed: its bin folder is the runner's PATH.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_REF": ref, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": os.environ["HF_HOME"],
+        "HUBPUB_CACHE": os.environ["HUBPUB_CACHE"], "COMPRESSED_TENSORS_LOG_DISABLED": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    })
+    return ghactions.run_workflow(WORKFLOW, "publish", env=env, secrets={"HF_TOKEN": HUB_TOKEN}, variables={},
+                                  workdir=checkout.parent, skip=("Install hubpub",))
+
+
+def test_check_remote_verifies_weights_that_are_only_on_the_hub(published: Path, hub: HubServer) -> None:
+    report = check(load_manifest(published), hub=Hub(hub.url, HUB_TOKEN))
+    assert report.ok, report.format_text()
+    assert [v.source for v in report.variants] == ["remote", "remote"]
+    assert report.variants[1].facts is not None and report.variants[1].facts.group_size == 128
+
+
+def test_check_remote_finds_defects_in_hub_weights(
+    project: Path, checkpoints: dict[str, Path], hub: HubServer, tmp_path: Path
+) -> None:
+    from huggingface_hub import HfApi
+
+    from .fixtures.checkpoints import build_checkpoint
+
+    broken = build_checkpoint(tmp_path / "broken", "main", defect="mtp-not-ignored")
+    api = HfApi(endpoint=hub.url, token=HUB_TOKEN)
+    api.create_repo(REPO)
+    api.upload_folder(repo_id=REPO, folder_path=broken, revision="main")
+    data = yaml.safe_load(project.read_text())
+    size = sum(p.stat().st_size for p in broken.glob("*.safetensors"))
+    data["variants"][0].update(path=str(tmp_path / "absent"), size_gb=float(f"{size / 1e9:.3g}"))
+    project.write_text(yaml.safe_dump(data, sort_keys=False))
+    report = check(load_manifest(project), "main", hub=Hub(hub.url, HUB_TOKEN))
+    assert not report.ok and any(f.code == "K1" and f.subject == "mtp.fc" for f in report.variants[0].findings)
+
+
+def test_a_tag_publishes_cards_only_and_tags_both_revisions(published: Path, hub: HubServer) -> None:
+    before = {b: weights(hub, b) for b in ("main", "gs128")}
+    lfs_before = hub.lfs_objects()
+    hub.reset_records()
+    run = run_release(published, hub, "refs/tags/v1.0.0")
+    print(run.output)  # the closing note quotes this run
+    assert run.ok, run.output
+    assert [s.name for s in run.steps if s.skipped] == ["actions/checkout@v5", "actions/setup-python@v6",
+                                                        "Install hubpub"]
+    repo = git.Repo(hub.git_path(REPO))
+    for branch in ("main", "gs128"):
+        assert weights(hub, branch) == before[branch], branch  # not one weight byte touched
+        changed = repo.git.diff_tree("--no-commit-id", "--name-only", "-r", branch).split()
+        assert changed == ["README.md"], branch
+        assert "(release)" in hub.files(REPO, branch)["README.md"].decode()
+    assert hub.lfs_objects() == lfs_before
+    assert not [r for r in hub.requests if r.path.startswith("/_lfs/")]
+    tags = {t.name: t.target_commit for t in Hub(hub.url, HUB_TOKEN)._api.list_repo_refs(REPO).tags}
+    assert tags == {"v1.0.0-main": repo.commit("main").hexsha, "v1.0.0-gs128": repo.commit("gs128").hexsha}
+    assert "card-only push" in run.output and HUB_TOKEN not in run.output
+
+
+def test_a_branch_tag_publishes_that_variant_only(published: Path, hub: HubServer) -> None:
+    main_head = git.Repo(hub.git_path(REPO)).commit("main").hexsha
+    run = run_release(published, hub, "refs/tags/gs128/v1.1.0")
+    assert run.ok, run.output
+    assert "branches: gs128; release: v1.1.0" in run.output
+    repo = git.Repo(hub.git_path(REPO))
+    assert repo.commit("main").hexsha == main_head
+    tags = {t.name for t in Hub(hub.url, HUB_TOKEN)._api.list_repo_refs(REPO).tags}
+    assert tags == {"v1.1.0-gs128"}
+
+
+def test_a_failing_remote_check_stops_the_release(published: Path, hub: HubServer) -> None:
+    data = yaml.safe_load(published.read_text())
+    data["variants"][1]["symmetric"] = False
+    published.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    heads = {b: git.Repo(hub.git_path(REPO)).commit(b).hexsha for b in ("main", "gs128")}
+    run = run_release(published, hub, "refs/tags/v2.0.0")
+    assert not run.ok and run.steps[-1].name == "Check every variant", run.output
+    assert "C3" in run.output
+    assert {b: git.Repo(hub.git_path(REPO)).commit(b).hexsha for b in heads} == heads
