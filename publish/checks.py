@@ -285,7 +285,7 @@ def _check_scale_shape(module: QuantizedModule, subject: str, shape: tuple[int, 
     strategy = _text(weights.strategy)
     out, inp = module.out_features, module.in_features
     if strategy == "channel":
-        expected: tuple[int | None, ...] | None = (out, 1)
+        expected: tuple[int | None, ...] = (out, 1)
     elif strategy == "group" and weights.group_size and inp:
         if inp % weights.group_size:
             yield error("T2", module.name, f"in_features {inp} is not a multiple of group size {weights.group_size}")

@@ -6,7 +6,9 @@ checkpoint, say) is None; the checks report the inconsistency itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .inspect import Checkpoint
 from .manifest import FAMILIES, Variant
@@ -14,6 +16,7 @@ from .manifest import FAMILIES, Variant
 # Sizes on cards are rounded (36.78 GB shows as 36.8); an accidentally quantized or dropped family moves the
 # size by several percent, so 1% tells rounding apart from a wrong checkpoint.
 SIZE_TOLERANCE = 0.01
+T = TypeVar("T")
 SCALE_DTYPE_NAMES = {"F16": "FP16", "BF16": "BF16", "F32": "FP32"}
 
 
@@ -31,23 +34,21 @@ class WeightFacts:
         return self.total_bytes / 1e9
 
 
-def _only(values: set[object]) -> object | None:
-    return next(iter(values)) if len(values) == 1 else None
+def _only(values: Iterable[T]) -> T | None:
+    """The one value all modules share, or None when they disagree (or there are none)."""
+    distinct = set(values)
+    return next(iter(distinct)) if len(distinct) == 1 else None
 
 
 def derive_facts(checkpoint: Checkpoint) -> WeightFacts:
     """What the tensors themselves say about the scheme; the config is not consulted."""
     modules = list(checkpoint.quantized.values())
-    group_sizes = {-1 if m.strategy == "channel" else m.group_size for m in modules}
-    bits = _only({m.bits for m in modules})
-    group_size = _only(group_sizes)
-    symmetric = _only({m.symmetric for m in modules})
-    scale = _only({m.scale_dtype for m in modules})
+    scale = _only(m.scale_dtype for m in modules)
     return WeightFacts(
-        bits=bits if isinstance(bits, int) else None,
-        group_size=group_size if isinstance(group_size, int) else None,
-        symmetric=symmetric if isinstance(symmetric, bool) else None,
-        scale_dtype=SCALE_DTYPE_NAMES.get(scale, scale) if isinstance(scale, str) else None,
+        bits=_only(m.bits for m in modules),
+        group_size=_only(-1 if m.strategy == "channel" else m.group_size for m in modules),
+        symmetric=_only(m.symmetric for m in modules),
+        scale_dtype=SCALE_DTYPE_NAMES.get(scale, scale) if scale else None,
         unquantized=tuple(f for f in FAMILIES if f in checkpoint.families and checkpoint.families[f].unquantized),
         total_bytes=checkpoint.total_bytes,
     )
