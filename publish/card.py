@@ -244,9 +244,25 @@ def render_card(
             file=CARD_TEMPLATE,
             hint="front matter comes from the manifest only; remove the block from the template",
         )
-    text = dump_front_matter(meta) + "\n" + body
+    text = dump_front_matter(meta) + "\n" + tidy_markdown(body)
     verify_round_trip(text, meta, manifest.source)
     return text
+
+
+def tidy_markdown(text: str) -> str:
+    """At most one blank line between blocks (outside code fences), and one final newline.
+
+    Templates stay readable with their own spacing around `{% if %}` blocks; the card does not inherit it.
+    """
+    lines: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced and not line.strip() and (not lines or not lines[-1].strip()):
+            continue
+        lines.append(line.rstrip() if not fenced else line)
+    return "\n".join(lines).strip("\n") + "\n"
 
 
 def _render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
