@@ -122,7 +122,7 @@ def check(manifest: str, branch: str | None, as_json: bool, remote: bool) -> Non
     from .commands.check import check as check_variants
 
     hub = _hub_and_cache()[0] if remote else None
-    report = check_variants(_load(manifest), branch=branch, hub=hub)
+    report = check_variants(_load(manifest), branch=branch, hub=hub, cache=_checks_cache())
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -153,6 +153,13 @@ def _hub_and_cache() -> tuple[Any, Any]:
     return Hub.from_environment(), HashCache(default_cache_location())
 
 
+def _checks_cache() -> Any:
+    from .checkcache import CheckCache
+    from .hashcache import default_cache_location
+
+    return CheckCache(default_cache_location().with_name("checks.json"))
+
+
 def _print_push(result: Any, dry_run: bool) -> None:
     for variant in result.variants:
         for note in variant.notes:
@@ -177,7 +184,8 @@ def plan(manifest: str, branch: str | None, prune: bool) -> None:
     from .commands.push import plan as plan_push
 
     hub, cache = _hub_and_cache()
-    _print_push(plan_push(_load(manifest), hub, branch, cache=cache, prune=prune), dry_run=True)
+    result = plan_push(_load(manifest), hub, branch, cache=cache, prune=prune, checks_cache=_checks_cache())
+    _print_push(result, dry_run=True)
 
 
 @main.command()
@@ -206,7 +214,8 @@ def push(
         raise UsageError("give exactly one of --branch NAME or --all")
     hub, cache = _hub_and_cache()
     result = push_variants(
-        _load(manifest), hub, branch, cache=cache, dry_run=dry_run, prune=prune, message=message, tag=tag
+        _load(manifest), hub, branch, cache=cache, dry_run=dry_run, prune=prune, message=message, tag=tag,
+        checks_cache=_checks_cache(),
     )
     _print_push(result, dry_run)
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,12 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def stamp(path: Path) -> list[int]:
+    """What must not change for a cached fact about a file to stay true: size, mtime (ns), inode."""
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
 def digest_bytes(data: bytes) -> Digest:
     return Digest(len(data), hashlib.sha256(data).hexdigest(), git_blob_id(data))
 
@@ -50,6 +59,22 @@ def digest_file(path: Path) -> Digest:
     return Digest(size, sha256.hexdigest(), sha1.hexdigest() if sha1 else None)
 
 
+@dataclass
+class Prefetch:
+    """Hashing running in the background: `wait()` for it (raising what it raised), or `cancel()` it."""
+
+    pool: ThreadPoolExecutor
+    jobs: list[Future[Digest]]
+
+    def wait(self) -> None:
+        for job in self.jobs:
+            job.result()
+        self.pool.shutdown()
+
+    def cancel(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 class HashCache:
     """Digests by (path, size, mtime, inode), persisted as JSON at `location`."""
 
@@ -58,6 +83,7 @@ class HashCache:
         self.hashed_bytes = 0  # bytes actually read this run: 0 on a warm cache
         self._entries: dict[str, list[object]] = {}
         self._dirty = False
+        self._lock = threading.Lock()
         if location is not None and location.is_file():
             try:
                 data = json.loads(location.read_text(encoding="utf-8"))
@@ -68,17 +94,22 @@ class HashCache:
 
     def digest(self, path: Path) -> Digest:
         real = path.resolve()
-        stat = real.stat()
         key = str(real)
-        stamp = [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+        current = stamp(real)
         entry = self._entries.get(key)
-        if entry is not None and entry[:3] == stamp:
-            return Digest(stat.st_size, str(entry[3]), entry[4] if entry[4] is None else str(entry[4]))
+        if entry is not None and entry[:3] == current:
+            return Digest(current[0], str(entry[3]), entry[4] if entry[4] is None else str(entry[4]))
         found = digest_file(real)
-        self.hashed_bytes += found.size
-        self._entries[key] = [*stamp, found.sha256, found.git_oid]
-        self._dirty = True
+        with self._lock:
+            self.hashed_bytes += found.size
+            self._entries[key] = [*current, found.sha256, found.git_oid]
+            self._dirty = True
         return found
+
+    def prefetch(self, paths: Iterable[Path], workers: int = 2) -> Prefetch:
+        """Start hashing `paths` in background threads (hashlib releases the GIL) so it overlaps other work."""
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hubpub-hash")
+        return Prefetch(pool, [pool.submit(self.digest, path) for path in paths])
 
     def save(self) -> None:
         if self.location is None or not self._dirty:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,49 @@ def test_init_cli_writes_and_refuses_to_overwrite(checkpoints: dict[str, Path], 
 def test_init_rejects_a_bad_repo_id(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="repo-id"):
         init([checkpoints["main"]], repo_id="no-namespace", out=tmp_path / "branches.yaml")
+
+
+# -- recorded reports -----------------------------------------------------------------------------------------------
+
+
+def test_a_recorded_report_is_reused_only_while_nothing_changed(
+    weighed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from publish.checkcache import CheckCache
+    from publish.commands import check as check_module
+
+    cache = CheckCache(tmp_path / "checks.json")
+    first = check(load_manifest(weighed), "main", cache=cache)
+    calls: list[Path] = []
+    real = check_module.read_checkpoint
+    monkeypatch.setattr(check_module, "read_checkpoint", lambda folder: calls.append(folder) or real(folder))
+
+    again = check(load_manifest(weighed), "main", cache=CheckCache(tmp_path / "checks.json"), reuse=True)
+    assert again == first and calls == []  # read back from disk, nothing inspected
+
+    changed = load_manifest(weighed).variant("main").model_copy(update={"size_gb": 1.0})
+    manifest = load_manifest(weighed).model_copy(update={"variants": (changed,)})
+    assert not check(manifest, "main", cache=cache, reuse=True).ok and len(calls) == 1  # the manifest changed
+
+    folder = load_manifest(weighed).variant_path(load_manifest(weighed).variant("main"))
+    config = folder / "config.json"
+    stat = config.stat()
+    os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    try:
+        check(load_manifest(weighed), "main", cache=cache, reuse=True)
+        assert len(calls) == 2  # a file changed
+    finally:
+        os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_check_without_reuse_always_inspects(weighed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from publish.checkcache import CheckCache
+    from publish.commands import check as check_module
+
+    cache = CheckCache(tmp_path / "checks.json")
+    check(load_manifest(weighed), "gs128", cache=cache)
+    calls: list[Path] = []
+    real = check_module.read_checkpoint
+    monkeypatch.setattr(check_module, "read_checkpoint", lambda folder: calls.append(folder) or real(folder))
+    check(load_manifest(weighed), "gs128", cache=cache)
+    assert len(calls) == 1

@@ -217,3 +217,20 @@ def test_a_concurrent_push_is_detected_not_overwritten(
         run_push(weighed, hub, "main")
     log = git.Repo(hub.git_path(REPO)).git.log("--format=%s", "main").splitlines()
     assert log[0] == "theirs" and len(log) == 3
+
+
+def test_a_no_op_push_of_checked_weights_does_not_import_torch(weighed: Path, hub: HubServer) -> None:
+    first = hubpub_cli("push", "--manifest", str(weighed), "--all", hub=hub, cwd=weighed.parent)
+    assert first.returncode == 0, first.stderr
+    probe = (
+        "import sys\n"
+        "from publish.cli import main\n"
+        f"sys.argv = ['hubpub', 'push', '--all', '--manifest', {str(weighed)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as done:\n    code = done.code\n"
+        "print('exit', code, 'heavy', sorted(m for m in ('torch', 'compressed_tensors') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": HUB_TOKEN}
+    done = subprocess.run([sys.executable, "-c", probe], check=False, cwd=weighed.parent, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert "exit 0 heavy []" in done.stdout, done.stdout + done.stderr
+    assert "unchanged; no commit made" in done.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..checkcache import CheckCache, checkpoint_key
 from ..checks import Finding, error, run_checks, summarize
 from ..facts import WeightFacts, derive_facts
 from ..inspect import Checkpoint, read_checkpoint
@@ -28,6 +29,24 @@ class VariantReport:
     def ok(self) -> bool:
         return not any(f.severity == "error" for f in self.findings)
 
+    def to_dict(self) -> dict[str, Any]:
+        facts = None if self.facts is None else {
+            "bits": self.facts.bits, "group_size": self.facts.group_size, "symmetric": self.facts.symmetric,
+            "scale_dtype": self.facts.scale_dtype, "unquantized": list(self.facts.unquantized),
+            "total_bytes": self.facts.total_bytes,
+        }
+        return {"branch": self.branch, "location": self.location, "source": self.source, "ok": self.ok,
+                **summarize(self.findings), "facts": facts, "findings": [f.to_dict() for f in self.findings]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VariantReport:
+        facts = data["facts"]
+        return cls(
+            data["branch"], data["location"], data["source"],
+            tuple(Finding(f["code"], f["severity"], f["subject"], f["message"], f["hint"]) for f in data["findings"]),
+            None if facts is None else WeightFacts(**{**facts, "unquantized": tuple(facts["unquantized"])}),
+        )
+
 
 @dataclass(frozen=True)
 class CheckReport:
@@ -47,23 +66,7 @@ class CheckReport:
 
     def to_json(self) -> dict[str, Any]:
         """A stable, versioned form for scripts: codes and field names do not change without a version bump."""
-        return {
-            "version": REPORT_VERSION,
-            "ok": self.ok,
-            "variants": [
-                {
-                    "branch": v.branch, "location": v.location, "source": v.source, "ok": v.ok,
-                    **summarize(v.findings),
-                    "facts": None if v.facts is None else {
-                        "bits": v.facts.bits, "group_size": v.facts.group_size, "symmetric": v.facts.symmetric,
-                        "scale_dtype": v.facts.scale_dtype, "unquantized": list(v.facts.unquantized),
-                        "total_bytes": v.facts.total_bytes,
-                    },
-                    "findings": [f.to_dict() for f in v.findings],
-                }
-                for v in self.variants
-            ],
-        }
+        return {"version": REPORT_VERSION, "ok": self.ok, "variants": [v.to_dict() for v in self.variants]}
 
     def format_text(self) -> str:
         lines = []
@@ -79,25 +82,44 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check(manifest: Manifest, branch: str | None = None, *, hub: Hub | None = None) -> CheckReport:
-    """Check the selected variants. With `hub`, a variant whose folder is absent is checked on its Hub revision."""
-    return CheckReport(tuple(check_variant(manifest, v, hub=hub) for v in manifest.select(branch)))
+def check(
+    manifest: Manifest, branch: str | None = None, *, hub: Hub | None = None, cache: CheckCache | None = None,
+    reuse: bool = False,
+) -> CheckReport:
+    """Check the selected variants. With `hub`, a variant whose folder is absent is checked on its Hub revision.
+
+    With `cache`, local reports are recorded; with `reuse` too, a report recorded for the same hubpub version,
+    manifest entry and unchanged files is returned without checking again.
+    """
+    reports = tuple(check_variant(manifest, v, hub=hub, cache=cache, reuse=reuse) for v in manifest.select(branch))
+    if cache is not None:
+        cache.save()
+    return CheckReport(reports)
 
 
-def check_variant(manifest: Manifest, variant: Variant, *, hub: Hub | None = None) -> VariantReport:
+def check_variant(
+    manifest: Manifest, variant: Variant, *, hub: Hub | None = None, cache: CheckCache | None = None,
+    reuse: bool = False,
+) -> VariantReport:
     folder = manifest.variant_path(variant)
     if folder.is_dir():
-        checkpoint, source = read_checkpoint(folder), "local"
-    elif hub is not None:
+        key = checkpoint_key(variant.model_dump(mode="json"), folder.resolve()) if cache is not None else ""
+        recorded = cache.get(key) if cache is not None and reuse else None
+        if recorded is not None:
+            return VariantReport.from_dict(recorded)
+        report = report_for(read_checkpoint(folder), variant, "local")
+        if cache is not None:
+            cache.put(key, report.to_dict())
+        return report
+    if hub is not None:
         from ..remote import read_remote_checkpoint
 
-        checkpoint, source = read_remote_checkpoint(hub, manifest.repo_id, variant.branch), "remote"
+        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch)
         if not checkpoint.files:
             return _missing(variant, checkpoint.location, "the Hub revision holds no files")
-    else:
-        return _missing(variant, str(folder), f"checkpoint folder {folder} does not exist",
-                        "fix the variant's path, mount the weights, or use --remote to check the Hub revision")
-    return report_for(checkpoint, variant, source)
+        return report_for(checkpoint, variant, "remote")
+    return _missing(variant, str(folder), f"checkpoint folder {folder} does not exist",
+                    "fix the variant's path, mount the weights, or use --remote to check the Hub revision")
 
 
 def report_for(checkpoint: Checkpoint, variant: Variant, source: str) -> VariantReport:

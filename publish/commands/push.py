@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from .. import __version__
 from ..card import Provenance, make_environment, render_card
+from ..checkcache import CheckCache
 from ..errors import TOKEN_PATTERN, ChecksFailed, HubError, ManifestError, UnsafeFileError
 from ..hashcache import HashCache, digest_bytes
 from ..hub import Commit, Hub, RemoteState
@@ -53,10 +54,11 @@ class PushResult:
 
 
 def plan(
-    manifest: Manifest, hub: Hub, branch: str | None = None, *, cache: HashCache | None = None, prune: bool = False
+    manifest: Manifest, hub: Hub, branch: str | None = None, *, cache: HashCache | None = None, prune: bool = False,
+    checks_cache: CheckCache | None = None,
 ) -> PushResult:
     """Compare each selected variant with its remote revision; upload nothing."""
-    return push(manifest, hub, branch, cache=cache, prune=prune, dry_run=True)
+    return push(manifest, hub, branch, cache=cache, prune=prune, dry_run=True, checks_cache=checks_cache)
 
 
 def push(
@@ -69,6 +71,7 @@ def push(
     prune: bool = False,
     message: str | None = None,
     tag: str | None = None,
+    checks_cache: CheckCache | None = None,
 ) -> PushResult:
     """Publish each selected variant to its own branch in one verified commit (or, with dry_run, only plan).
 
@@ -80,7 +83,15 @@ def push(
     variants = manifest.select(branch)
     if not dry_run:
         hub.require_token()
-    report = _checked(manifest, branch, hub)
+    # Hash while the checks run: both take seconds on real weights, and hashing releases the GIL.
+    folders = [manifest.variant_path(v).resolve() for v in variants]
+    hashing = cache.prefetch([path for folder in folders if folder.is_dir() for path in _walk(folder)])
+    try:
+        report = _checked(manifest, branch, hub, checks_cache)
+    except BaseException:
+        hashing.cancel()
+        raise
+    hashing.wait()
     facts = agreed_facts(manifest, {v.branch: v.facts for v in report.variants if v.facts is not None})
     env = make_environment(manifest.root / "templates")
     provenance = read_provenance(manifest.root)
@@ -104,9 +115,10 @@ def push(
     return PushResult(tuple(results), cache.hashed_bytes)
 
 
-def _checked(manifest: Manifest, branch: str | None, hub: Hub) -> CheckReport:
-    """Run `hubpub check`; any error-level finding stops the push before a single byte is uploaded."""
-    report = check(manifest, branch=branch, hub=hub)
+def _checked(manifest: Manifest, branch: str | None, hub: Hub, checks_cache: CheckCache | None) -> CheckReport:
+    """Run `hubpub check` (reusing reports of unchanged checkpoints); any error-level finding stops the push
+    before a single byte is uploaded."""
+    report = check(manifest, branch=branch, hub=hub, cache=checks_cache, reuse=True)
     if not report.ok:
         raise ChecksFailed(
             "checks failed; nothing was sent to the Hub\n" + report.format_text(),

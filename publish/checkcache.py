@@ -1,0 +1,61 @@
+"""Check reports remembered by what they were computed from, so a push of unchanged weights does not re-check.
+
+Checking needs compressed-tensors, whose import (it loads torch) costs seconds, while the checks themselves take
+milliseconds. A report is reused only when the hubpub version, the variant's manifest entry and every file of
+the checkpoint folder (path, size, mtime, inode: the hash cache's own validity rule) are unchanged. `hubpub check`
+always checks afresh and records its reports; `hubpub push` reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .files import atomic_write
+from .hashcache import stamp
+
+CACHE_VERSION = 1
+KEEP = 64  # reports kept; the oldest go first
+
+
+def checkpoint_key(variant: dict[str, Any], folder: Path) -> str:
+    """A digest of everything a local check report depends on."""
+    files = sorted((p.relative_to(folder).as_posix(), stamp(p)) for p in folder.rglob("*") if p.is_file())
+    material = json.dumps({"hubpub": __version__, "variant": variant, "folder": str(folder), "files": files},
+                          sort_keys=True, default=str)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+class CheckCache:
+    """Reports by checkpoint key, persisted as JSON at `location` (None: in memory only)."""
+
+    def __init__(self, location: Path | None) -> None:
+        self.location = location
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._dirty = False
+        if location is not None and location.is_file():
+            try:
+                data = json.loads(location.read_text(encoding="utf-8"))
+                if data.get("version") == CACHE_VERSION:
+                    self._entries = dict(data["entries"])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                self._entries = {}  # a corrupt cache only costs a re-check
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._entries.get(key)
+
+    def put(self, key: str, report: dict[str, Any]) -> None:
+        self._entries.pop(key, None)
+        self._entries[key] = report
+        while len(self._entries) > KEEP:
+            del self._entries[next(iter(self._entries))]
+        self._dirty = True
+
+    def save(self) -> None:
+        if self.location is None or not self._dirty:
+            return
+        atomic_write(self.location, json.dumps({"version": CACHE_VERSION, "entries": self._entries}))
+        self._dirty = False
