@@ -12,7 +12,7 @@ import git
 import pytest
 
 from publish.commands.push import PushResult, plan, push
-from publish.errors import AuthError, ChecksFailed, ConcurrentPushError, UnsafeFileError
+from publish.errors import AuthError, ChecksFailed, ConcurrentPushError, HubError, UnsafeFileError
 from publish.hashcache import HashCache
 from publish.hub import Hub
 from publish.manifest import load_manifest
@@ -234,3 +234,33 @@ def test_a_no_op_push_of_checked_weights_does_not_import_torch(weighed: Path, hu
                           capture_output=True, text=True, timeout=300)
     assert "exit 0 heavy []" in done.stdout, done.stdout + done.stderr
     assert "unchanged; no commit made" in done.stdout
+
+
+def test_verification_fails_when_the_remote_headers_differ(
+    weighed: Path, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Hub.safetensors_headers
+
+    def tampered(self: Hub, repo_id: str, revision: str) -> dict:
+        headers = real(self, repo_id, revision)
+        first = min(headers)
+        name = min(headers[first])
+        headers[first][name] = ("F32", (1,))
+        return headers
+
+    monkeypatch.setattr(Hub, "safetensors_headers", tampered)
+    with pytest.raises(HubError, match="remote safetensors header differs"):
+        run_push(weighed, hub, "main")
+
+
+def test_verification_fails_when_a_file_is_missing(
+    weighed: Path, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Hub.files_at
+
+    def lossy(self: Hub, repo_id: str, revision: str) -> tuple:
+        return tuple(f for f in real(self, repo_id, revision) if f.path != "config.json")
+
+    monkeypatch.setattr(Hub, "files_at", lossy)
+    with pytest.raises(HubError, match="config.json is missing"):
+        run_push(weighed, hub, "main")

@@ -146,8 +146,10 @@ def _push_variant(
     if dry_run:
         state = hub.remote_state(repo_id, variant.branch)
         return VariantPush(variant.branch, _plan(manifest, variant, local, state, prune, card_only), notes=notes)
-    hub.ensure_repo(repo_id, manifest.private)
     state = hub.remote_state(repo_id, variant.branch)
+    if not state.repo_exists:
+        hub.ensure_repo(repo_id, manifest.private)
+        state = hub.remote_state(repo_id, variant.branch)
     if not state.branch_exists:
         # Start from the first commit (only .gitattributes): a new branch inherits no other variant's files.
         head = hub.create_branch(repo_id, variant.branch, state.start)
@@ -309,7 +311,8 @@ def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile]) -> 
     expected = {f.path for f in local} | kept | {".gitattributes"}
     problems += [f"{path} should not be there" for path in sorted(set(remote) - expected)]
     problems += [f"{c.path} was not deleted" for c in planned.changes if c.action == DELETE and c.path in remote]
-    if not problems and any(f.path.endswith(".safetensors") for f in local):
+    # Equal sha256s already prove unchanged shards identical; re-read the headers when a shard was uploaded.
+    if not problems and any(c.path.endswith(".safetensors") for c in planned.uploads):
         problems += _header_problems(hub, planned.repo_id, commit, local)
     if problems:
         raise HubError(
