@@ -64,8 +64,15 @@ class Hub:
     def from_environment(cls) -> Hub:
         """HF_ENDPOINT (self-hosted hubs) and the token from HF_TOKEN or huggingface_hub's stored login."""
         from huggingface_hub import get_token
+        from huggingface_hub.errors import OIDCError
 
-        return cls(endpoint=os.environ.get("HF_ENDPOINT"), token=get_token())
+        try:
+            token = get_token()
+        except OIDCError as error:  # a Trusted Publisher was asked for (HF_OIDC_RESOURCE) and could not answer
+            raise AuthError(f"Trusted Publisher login failed: {scrub(str(error))}",
+                            hint="run in GitHub Actions with `permissions: id-token: write`, or unset "
+                                 "HF_OIDC_RESOURCE and provide HF_TOKEN") from None
+        return cls(endpoint=os.environ.get("HF_ENDPOINT"), token=token)
 
     @property
     def has_token(self) -> bool:

@@ -264,3 +264,12 @@ def test_verification_fails_when_a_file_is_missing(
     monkeypatch.setattr(Hub, "files_at", lossy)
     with pytest.raises(HubError, match="config.json is missing"):
         run_push(weighed, hub, "main")
+
+
+def test_a_failed_trusted_publisher_login_is_an_auth_error(weighed: Path, hub: HubServer) -> None:
+    env = {"HF_OIDC_RESOURCE": "Minachist/Qwen3.6-27B-INT8-AutoRound", "HF_OIDC_ID_TOKEN": ""}
+    done = subprocess.run([sys.executable, "-m", "publish.cli", "push", "--manifest", str(weighed), "--all"],
+                          check=False, cwd=weighed.parent, env={**os.environ, **env, "HF_ENDPOINT": hub.url},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Trusted Publisher login failed" in done.stderr
+    assert "Traceback" not in done.stderr and not commits(hub)
