@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .facts import SIZE_TOLERANCE, derive_facts, size_matches
-from .inspect import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint, QuantizedModule, family_of
+from .inspect import (
+    CONFIG_FILE,
+    INDEX_FILE,
+    INT_DTYPE_BITS,
+    SIDECAR_FILE,
+    Checkpoint,
+    QuantizedModule,
+    family_of,
+)
 from .manifest import FAMILIES, Variant
 
 Severity = Literal["error", "warning"]
@@ -236,6 +244,10 @@ def check_tensors(checkpoint: Checkpoint) -> Iterator[Finding]:
                 continue
             if tensor.param == "weight_scale":
                 yield error("T4", name, "a scale next to a dense weight", "remove it, or store the module packed")
+            elif tensor.param == "weight" and tensor.dtype in INT_DTYPE_BITS:
+                yield error("T1", f"{tensor.module}.weight_scale",
+                            f"missing: {name} is {tensor.dtype} but has no scale to dequantize it",
+                            "re-export the module: its compressed tensors are incomplete")
             elif tensor.param in ("weight", "bias") and tensor.dtype in ("F32", "F16") and tensor.dtype != usual:
                 yield warning("T4", name, f"stored as {tensor.dtype} while dense tensors are {usual}",
                               "check it against the base checkpoint: exports silently cast dtypes")

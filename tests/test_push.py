@@ -105,6 +105,10 @@ def test_plan_shows_the_changes_and_sends_nothing(weighed: Path, hub: HubServer)
     done = hubpub_cli("push", "--manifest", str(weighed), "--branch", "main", "--dry-run", hub=hub, cwd=weighed.parent)
     assert done.returncode == 0, done.stderr
     assert "to upload" in done.stdout and not uploads(hub) and not commits(hub)
+    planned = hubpub_cli("plan", "--manifest", str(weighed), "--branch", "gs128", hub=hub, cwd=weighed.parent)
+    assert planned.returncode == 0, planned.stderr
+    assert "Minachist/Qwen3.6-27B-INT8-AutoRound@gs128 (new branch)" in planned.stdout
+    assert not uploads(hub) and not commits(hub)
 
 
 def test_stale_weights_are_deleted_and_other_files_kept_unless_pruned(weighed: Path, hub: HubServer) -> None:
