@@ -58,6 +58,7 @@ class Plan:
     repo_exists: bool
     branch_exists: bool
     changes: tuple[Change, ...]
+    card_only: bool = False  # the weights are not here: remote files missing locally are kept
 
     def having(self, *actions: str) -> tuple[Change, ...]:
         return tuple(c for c in self.changes if c.action in actions)
@@ -93,7 +94,9 @@ class Plan:
         for change in sorted(self.changes, key=lambda c: (_ORDER[c.action], c.path)):
             lines.append(f"  {change.action:<9} {change.path:<{width}} {human_bytes(change.size):>10}")
         lines.append(f"  {self.summary()}")
-        if self.having(KEEP):
+        if self.having(KEEP) and self.card_only:
+            lines.append("  card-only: the weights are not on this machine; the Hub's files are kept as they are")
+        elif self.having(KEEP):
             lines.append("  kept files are on the Hub but not in the variant's folder; --prune deletes them")
         return "\n".join(lines)
 
@@ -146,7 +149,7 @@ def make_plan(
             continue
         stale = not card_only and (prune or is_managed(path))
         changes.append(Change(path, DELETE if stale else KEEP, existing.size, remote=existing))
-    return Plan(repo_id, branch, parent_commit, repo_exists, branch_exists, tuple(changes))
+    return Plan(repo_id, branch, parent_commit, repo_exists, branch_exists, tuple(changes), card_only)
 
 
 def human_bytes(size: float) -> str:

@@ -68,8 +68,9 @@ def test_gitattributes_is_never_deleted() -> None:
 
 
 def test_card_only_plan_never_deletes_remote_weights() -> None:
-    p = plan([local("README.md", b"card")], [lfs("model.safetensors", b"w")], card_only=True)
+    p = plan([local("README.md", b"card")], [lfs("model.safetensors", b"w")], card_only=True, prune=True)
     assert actions(p) == {"README.md": ADD, "model.safetensors": KEEP}
+    assert "card-only: the weights are not on this machine" in p.format_table()
 
 
 def test_plan_table_lists_every_file_and_the_total_to_upload() -> None:
