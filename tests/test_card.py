@@ -129,18 +129,23 @@ def test_base_model_relation_must_be_one_of_the_four(project: Path) -> None:
 
 
 def test_templates_next_to_the_manifest_override_one_file(project: Path) -> None:
-    (project.parent / "templates").mkdir()
-    (project.parent / "templates" / "log.md.j2").write_text("## Logs\n\nSee {{ manifest.files.log }} on each branch.\n")
+    override_template(project, "log.md.j2", "## Logs\n\nSee {{ manifest.files.log }} on each branch.\n")
     text = render(project)
     assert "See log.txt on each branch." in text
     assert "## Quantization log" not in text
     assert "## Quantization details" in text  # the other templates are still the defaults
 
 
+def override_template(project: Path, name: str, text: str) -> Path:
+    """Write one template into the override folder next to the manifest."""
+    folder = project.parent / "templates"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(text)
+    return folder / name
+
+
 def test_undefined_variable_names_template_and_line(project: Path) -> None:
-    (project.parent / "templates").mkdir()
-    override = project.parent / "templates" / "log.md.j2"
-    override.write_text("## Logs\n\n{{ manifest.log_file }}\n")
+    override = override_template(project, "log.md.j2", "## Logs\n\n{{ manifest.log_file }}\n")
     with pytest.raises(TemplateError) as caught:
         render(project)
     assert caught.value.file == str(override) and caught.value.line == 3
@@ -148,17 +153,14 @@ def test_undefined_variable_names_template_and_line(project: Path) -> None:
 
 
 def test_template_syntax_error_names_template_and_line(project: Path) -> None:
-    (project.parent / "templates").mkdir()
-    override = project.parent / "templates" / "log.md.j2"
-    override.write_text("ok\n{% if %}\n")
+    override = override_template(project, "log.md.j2", "ok\n{% if %}\n")
     with pytest.raises(TemplateError) as caught:
         render(project)
     assert caught.value.line == 2 and str(override) in str(caught.value)
 
 
 def test_template_writing_its_own_front_matter_is_caught(project: Path) -> None:
-    (project.parent / "templates").mkdir()
-    (project.parent / "templates" / "card.md.j2").write_text("---\nlicense: mit\n---\n# x\n")
+    override_template(project, "card.md.j2", "---\nlicense: mit\n---\n# x\n")
     with pytest.raises(MetadataError, match="does not read back"):
         render(project)
 
