@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ManifestError
+from .yamlsource import dotted, line_of, parse_yaml
 
 DEFAULT_MANIFEST = "branches.yaml"
 
@@ -285,9 +285,6 @@ class _Located(ValueError):
         self.loc = loc
 
 
-TODO = "TODO"
-
-
 def check_repo_id(value: str) -> None:
     """A Hub model repo id: `namespace/name`, by huggingface_hub's own rules."""
     from huggingface_hub.errors import HFValidationError
@@ -329,7 +326,7 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
         ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise ManifestError(f"cannot read the manifest: {error}", file=source) from None
-    data, lines = _parse_yaml(text, source)
+    data, lines = parse_yaml(text, source)
     if not isinstance(data, dict):
         raise ManifestError("the manifest must be a YAML mapping (key: value pairs)", file=source, line=1)
     try:
@@ -337,60 +334,6 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
     except ValidationError as error:
         raise _first_error(error, source, lines) from None
     return manifest
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# YAML with line numbers and duplicate-key detection
-
-
-def _parse_yaml(text: str, source: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
-    """Parse YAML into plain data, recording the line of every node by its path (key, index, ...)."""
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        problem = getattr(error, "problem", None) or str(error)
-        raise ManifestError(
-            f"not valid YAML: {problem}", file=source, line=mark.line + 1 if mark else None,
-            hint="check indentation and quoting around this line",
-        ) from None
-    finally:
-        loader.dispose()
-    lines: dict[tuple[Any, ...], int] = {}
-
-    def build(node: yaml.Node, path: tuple[Any, ...]) -> Any:
-        lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = build(key_node, (*path, "<key>"))
-                if not isinstance(key, str):
-                    raise ManifestError(
-                        f"keys must be strings, found {key!r}", file=source, line=key_node.start_mark.line + 1
-                    )
-                if key in out:
-                    raise ManifestError(
-                        f"duplicate key {key!r} (first on line {lines[(*path, key)]})",
-                        file=source, line=key_node.start_mark.line + 1, field=_dotted((*path, key)),
-                        hint="YAML keeps only the last value; remove one of them",
-                    )
-                lines[(*path, key)] = key_node.start_mark.line + 1
-                out[key] = build(value_node, (*path, key))
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            # Tuples, because the schema is strict and its sequences are immutable.
-            return tuple(build(item, (*path, index)) for index, item in enumerate(node.value))
-        value = loader.construct_object(node, deep=True)
-        if isinstance(value, str) and value.startswith(TODO):
-            # `hubpub init` marks what the weights cannot tell; it must be filled in before anything is published.
-            raise ManifestError(
-                f"{_dotted(path)} still says {value!r}", file=source, line=node.start_mark.line + 1,
-                field=_dotted(path), hint="replace the TODO with the real value",
-            )
-        return value
-
-    return (build(root, ()) if root is not None else None), lines
 
 
 def _first_error(error: ValidationError, source: Path, lines: dict[tuple[Any, ...], int]) -> ManifestError:
@@ -403,7 +346,7 @@ def _first_error(error: ValidationError, source: Path, lines: dict[tuple[Any, ..
     if isinstance(ctx_error, _Located):
         loc = ctx_error.loc
     message = _message(detail, loc)
-    return ManifestError(message, file=source, line=_line_of(loc, lines), field=_dotted(loc) or None,
+    return ManifestError(message, file=source, line=line_of(loc, lines), field=dotted(loc) or None,
                          hint=_hint(detail, loc))
 
 
@@ -466,20 +409,6 @@ def _walk_annotation(annotation: Any) -> Iterator[Any]:
     origin = getattr(annotation, "__origin__", None)
     if origin is not None:
         yield origin
-
-
-def _line_of(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in lines:
-            return lines[loc[:end]]
-    return None
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _did_you_mean(word: str, choices: Any) -> str:

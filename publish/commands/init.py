@@ -16,7 +16,8 @@ from ..errors import UsageError
 from ..facts import WeightFacts, derive_facts
 from ..files import atomic_write
 from ..inspect import Checkpoint, read_checkpoint
-from ..manifest import TODO, check_branch_name, check_repo_id
+from ..manifest import check_branch_name, check_repo_id
+from ..yamlsource import TODO
 
 # What a Hub model page should say for each architecture suffix transformers uses.
 PIPELINE_BY_ARCHITECTURE = {
