@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from .facts import SIZE_TOLERANCE, derive_facts, size_matches
+from .facts import SIZE_TOLERANCE, size_matches
 from .inspect import (
     CONFIG_FILE,
     INDEX_FILE,
@@ -45,8 +45,7 @@ class Finding:
     hint: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "severity": self.severity, "subject": self.subject,
-                "message": self.message, "hint": self.hint}
+        return asdict(self)
 
 
 def error(code: str, subject: str, message: str, hint: str = "") -> Finding:
@@ -237,20 +236,19 @@ def check_tensors(checkpoint: Checkpoint) -> Iterator[Finding]:
         yield from _check_module_tensors(module, weights)
     dtypes = [t.dtype for t in checkpoint.tensors.values() if t.param in ("weight", "bias")
               and t.module not in checkpoint.quantized and t.dtype in ("F32", "F16", "BF16")]
-    if dtypes:
-        usual = max(set(dtypes), key=dtypes.count)
-        for name, tensor in sorted(checkpoint.tensors.items()):
-            if tensor.module in checkpoint.quantized:
-                continue
-            if tensor.param == "weight_scale":
-                yield error("T4", name, "a scale next to a dense weight", "remove it, or store the module packed")
-            elif tensor.param == "weight" and tensor.dtype in INT_DTYPE_BITS:
-                yield error("T1", f"{tensor.module}.weight_scale",
-                            f"missing: {name} is {tensor.dtype} but has no scale to dequantize it",
-                            "re-export the module: its compressed tensors are incomplete")
-            elif tensor.param in ("weight", "bias") and tensor.dtype in ("F32", "F16") and tensor.dtype != usual:
-                yield warning("T4", name, f"stored as {tensor.dtype} while dense tensors are {usual}",
-                              "check it against the base checkpoint: exports silently cast dtypes")
+    usual = max(set(dtypes), key=dtypes.count) if dtypes else None
+    for name, tensor in sorted(checkpoint.tensors.items()):
+        if tensor.module in checkpoint.quantized:
+            continue
+        if tensor.param == "weight_scale":
+            yield error("T4", name, "a scale next to a dense weight", "remove it, or store the module packed")
+        elif tensor.param == "weight" and tensor.dtype in INT_DTYPE_BITS:
+            yield error("T1", f"{tensor.module}.weight_scale",
+                        f"missing: {name} is {tensor.dtype} but has no scale to dequantize it",
+                        "re-export the module: its compressed tensors are incomplete")
+        elif tensor.param in ("weight", "bias") and tensor.dtype in ("F32", "F16") and tensor.dtype != usual:
+            yield warning("T4", name, f"stored as {tensor.dtype} while dense tensors are {usual}",
+                          "check it against the base checkpoint: exports silently cast dtypes")
 
 
 def _check_module_tensors(module: QuantizedModule, weights: Any) -> Iterator[Finding]:
@@ -359,20 +357,15 @@ def check_ignore(checkpoint: Checkpoint) -> Iterator[Finding]:
         elif scheme_of(module) is None:
             yield error("K2", module, "stored quantized but no config group targets it",
                         "add it to a config group's targets")
-    for entry in ignore.entries:
-        if entry not in used and not _matches_any(entry, checkpoint, ignore):
+    for entry in (e for e in ignore.entries if e not in used):
+        single = Matcher([entry])
+        if not any(single.first(module) for module in checkpoint.modules):
             yield warning("K2", f"ignore: {entry}", "matches no module in the checkpoint",
                           "remove the stale entry (or fix its spelling: entries are module names, no .weight)")
 
 
-def _matches_any(entry: str, checkpoint: Checkpoint, ignore: Matcher) -> bool:
-    single = Matcher([entry])
-    modules = {t.module for t in checkpoint.tensors.values()}
-    return any(single.first(m) for m in modules)
-
-
 def check_fused(checkpoint: Checkpoint) -> Iterator[Finding]:
-    modules = {t.module for t in checkpoint.tensors.values()}
+    modules = checkpoint.modules
     for group in FUSED_GROUPS:
         for module in sorted(m for m in modules if m.endswith("." + group[0])):
             prefix = module[: -len(group[0])]
@@ -413,7 +406,7 @@ def check_families(checkpoint: Checkpoint, variant: Variant) -> Iterator[Finding
 
 
 def check_size(checkpoint: Checkpoint, variant: Variant) -> Iterator[Finding]:
-    size_gb = derive_facts(checkpoint).size_gb
+    size_gb = checkpoint.total_bytes / 1e9
     if not size_matches(size_gb, variant.size_gb):
         yield error("I4", "size_gb", f"the weights weigh {size_gb:.2f} GB, the manifest says {variant.size_gb} GB "
                     f"(tolerance {SIZE_TOLERANCE:.1%})", "wrong folder for this branch? otherwise fix size_gb")

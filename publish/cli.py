@@ -121,7 +121,7 @@ def check(manifest: str, branch: str | None, as_json: bool, remote: bool) -> Non
     """
     from .commands.check import check as check_variants
 
-    hub = _hub_and_cache()[0] if remote else None
+    hub = _hub() if remote else None
     report = check_variants(_load(manifest), branch=branch, hub=hub, cache=_checks_cache())
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
@@ -146,11 +146,16 @@ def init(folders: tuple[Path, ...], repo_id: str | None, out: Path, force: bool)
     click.echo(f"wrote {written}; fill in the fields marked TODO, then run `hubpub check`")
 
 
-def _hub_and_cache() -> tuple[Any, Any]:
-    from .hashcache import HashCache, default_cache_location
+def _hub() -> Any:
     from .hub import Hub
 
-    return Hub.from_environment(), HashCache(default_cache_location())
+    return Hub.from_environment()
+
+
+def _hash_cache() -> Any:
+    from .hashcache import HashCache, default_cache_location
+
+    return HashCache(default_cache_location())
 
 
 def _checks_cache() -> Any:
@@ -183,7 +188,7 @@ def plan(manifest: str, branch: str | None, prune: bool) -> None:
     """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing."""
     from .commands.push import plan as plan_push
 
-    hub, cache = _hub_and_cache()
+    hub, cache = _hub(), _hash_cache()
     result = plan_push(_load(manifest), hub, branch, cache=cache, prune=prune, checks_cache=_checks_cache())
     _print_push(result, dry_run=True)
 
@@ -212,7 +217,7 @@ def push(
 
     if bool(branch) == all_:
         raise UsageError("give exactly one of --branch NAME or --all")
-    hub, cache = _hub_and_cache()
+    hub, cache = _hub(), _hash_cache()
     result = push_variants(
         _load(manifest), hub, branch, cache=cache, dry_run=dry_run, prune=prune, message=message, tag=tag,
         checks_cache=_checks_cache(),

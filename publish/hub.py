@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .errors import AuthError, ConcurrentPushError, HubError, scrub
+from .inspect import tensor_table
 from .plan import LocalFile, RemoteFile
 
 T = TypeVar("T")
@@ -36,7 +37,6 @@ class RemoteState:
 class Commit:
     oid: str
     url: str
-    created: bool  # False when there was nothing to commit
 
 
 class Hub:
@@ -140,10 +140,7 @@ class Hub:
             lambda: self._api.get_safetensors_metadata(repo_id, revision=revision),
             f"read the safetensors headers of {repo_id}@{revision}",
         )
-        return {
-            name: {t: (info.dtype, tuple(info.shape)) for t, info in file.tensors.items()}
-            for name, file in meta.files_metadata.items()
-        }
+        return {name: tensor_table(file) for name, file in meta.files_metadata.items()}
 
     def file_header(self, repo_id: str, filename: str, revision: str) -> Any:
         """One remote safetensors file's header (huggingface_hub reads it with Range requests)."""
@@ -151,10 +148,6 @@ class Hub:
             lambda: self._api.parse_safetensors_file_metadata(repo_id, filename, revision=revision),
             f"read the safetensors header of {filename} in {repo_id}@{revision}",
         )
-
-    def download(self, repo_id: str, filename: str, revision: str) -> bytes:
-        with open(self.download_path(repo_id, filename, revision), "rb") as handle:
-            return handle.read()
 
     def download_path(self, repo_id: str, filename: str, revision: str) -> str:
         """Download one file into huggingface_hub's cache and return its local path."""
@@ -237,7 +230,7 @@ class Hub:
                     return landed
                 self._sleep(_wait(error.__cause__, attempt, self._backoff))
                 continue
-            return Commit(info.oid, info.commit_url, info.oid != parent)
+            return Commit(info.oid, info.commit_url)
         raise AssertionError("unreachable")
 
     def _landed(self, repo_id: str, branch: str, parent: str, description: str) -> Commit | None:
@@ -246,7 +239,7 @@ class Hub:
         if head is None or head == parent:
             return None
         if description.splitlines()[-1] in self.commit_message(repo_id, head):
-            return Commit(head, f"{self.endpoint}/{repo_id}/commit/{head}", True)
+            return Commit(head, f"{self.endpoint}/{repo_id}/commit/{head}")
         raise ConcurrentPushError(
             f"branch {branch!r} of {repo_id} moved to {head[:12]} while pushing; nothing was overwritten",
             hint="someone else pushed; run `hubpub plan`, then push again",

@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,11 @@ class Checkpoint:
     quantized: Mapping[str, QuantizedModule] = field(default_factory=dict)
     dense: tuple[str, ...] = ()  # Linear modules stored as a plain weight
     families: Mapping[str, Family] = field(default_factory=dict)
+
+    @cached_property
+    def modules(self) -> frozenset[str]:
+        """Every module name that owns a tensor."""
+        return frozenset(t.module for t in self.tensors.values())
 
     @property
     def shards(self) -> tuple[str, ...]:
@@ -260,14 +266,12 @@ def _families(
         entry = counts.setdefault(family_of(tensor.module), {"quantized": 0, "dense": 0, "tensors": 0, "bytes": 0})
         entry["tensors"] += 1
         entry["bytes"] += tensor.nbytes
+        if tensor.param == "weight" and NOT_LINEAR.search(tensor.module):
+            entry["dense"] += 1  # an embedding is a dense module too, even though it is not a Linear
     for module in quantized:
         counts[family_of(module)]["quantized"] += 1
     for module in dense:
         counts[family_of(module)]["dense"] += 1
-    # An embedding is a dense module too, even though it is not a Linear.
-    for tensor in tensors.values():
-        if tensor.param == "weight" and NOT_LINEAR.search(tensor.module):
-            counts[family_of(tensor.module)]["dense"] += 1
     return {name: Family(name, **values) for name, values in sorted(counts.items())}
 
 
@@ -300,13 +304,13 @@ def read_checkpoint(folder: Path) -> Checkpoint:
         except (SafetensorsParsingError, SafetensorError, OSError) as error:
             unreadable[shard] = str(error)
             continue
-        headers[shard] = {name: (info.dtype, tuple(info.shape)) for name, info in meta.tensors.items()}
+        headers[shard] = tensor_table(meta)
     index, index_error = _read_json(folder / INDEX_FILE)
     config, config_error = _read_json(folder / CONFIG_FILE)
     if config is None and config_error is None:
         config_error = f"{CONFIG_FILE} is missing"
     sidecar, sidecar_error = _read_json(folder / SIDECAR_FILE)
-    quantization_raw = _find_quantization(folder / CONFIG_FILE) if config is not None else None
+    quantization_raw = find_quantization(folder / CONFIG_FILE) if config is not None else None
     return build_checkpoint(
         location=str(folder), files=files, headers=headers, unreadable=unreadable, index=index,
         index_error=index_error, config=config, config_error=config_error, quantization_raw=quantization_raw,
@@ -314,7 +318,12 @@ def read_checkpoint(folder: Path) -> Checkpoint:
     )
 
 
-def _find_quantization(config_path: Path) -> Mapping[str, Any] | None:
+def tensor_table(meta: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Each tensor's dtype and shape, from a huggingface_hub `SafetensorsFileMetadata` (local or remote)."""
+    return {name: (info.dtype, tuple(info.shape)) for name, info in meta.tensors.items()}
+
+
+def find_quantization(config_path: Path | str) -> Mapping[str, Any] | None:
     """Where vLLM looks: quantization_config, then text_config.quantization_config, then compression_config."""
     from compressed_tensors.utils.safetensors_load import get_quantization_config
 
@@ -326,9 +335,15 @@ def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not path.is_file():
         return None, None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return parse_json_object(path.read_bytes(), path.name)
+    except OSError as error:
         return None, f"{path.name} does not parse: {error}"
-    if not isinstance(data, dict):
-        return None, f"{path.name} is not a JSON object"
-    return data, None
+
+
+def parse_json_object(data: bytes, name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """A JSON object, or why `name` is not one; a broken file is a finding, not a crash."""
+    try:
+        parsed = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return None, f"{name} does not parse: {error}"
+    return (parsed, None) if isinstance(parsed, dict) else (None, f"{name} is not a JSON object")

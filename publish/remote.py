@@ -7,11 +7,20 @@ pushes. Only headers (Range requests, through huggingface_hub) and the small JSO
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import HubError
-from .inspect import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint, build_checkpoint
+from .inspect import (
+    CONFIG_FILE,
+    INDEX_FILE,
+    SIDECAR_FILE,
+    Checkpoint,
+    build_checkpoint,
+    find_quantization,
+    parse_json_object,
+    tensor_table,
+)
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -28,22 +37,20 @@ def read_remote_checkpoint(hub: Hub, repo_id: str, revision: str) -> Checkpoint:
         except HubError as error:
             unreadable[name] = str(error)
             continue
-        headers[name] = {t: (info.dtype, tuple(info.shape)) for t, info in meta.tensors.items()}
+        headers[name] = tensor_table(meta)
         end = max((info.data_offsets[1] for info in meta.tensors.values()), default=0)
         # Without the header length, a lower bound: the data alone must fit in the file.
         if end > files[name]:
             unreadable[name] = f"the header promises {end} bytes of data but the file has {files[name]}"
-    index, index_error = _json(hub, repo_id, revision, INDEX_FILE, files)
-    config, config_error = _json(hub, repo_id, revision, CONFIG_FILE, files)
+    downloaded = {name: Path(hub.download_path(repo_id, name, revision))
+                  for name in (INDEX_FILE, CONFIG_FILE, SIDECAR_FILE) if name in files}
+    index, index_error = _json(downloaded, INDEX_FILE)
+    config, config_error = _json(downloaded, CONFIG_FILE)
     if config is None and config_error is None:
         config_error = f"{CONFIG_FILE} is missing on {repo_id}@{revision}"
-    sidecar, _ = _json(hub, repo_id, revision, SIDECAR_FILE, files)
-    quantization_raw = None
-    if config is not None:
-        from compressed_tensors.utils.safetensors_load import get_quantization_config
-
-        found = get_quantization_config(hub.download_path(repo_id, CONFIG_FILE, revision))
-        quantization_raw = found if isinstance(found, dict) else None
+    sidecar, _ = _json(downloaded, SIDECAR_FILE)
+    # The same downloaded config.json, searched where vLLM looks for the quantization config.
+    quantization_raw = find_quantization(downloaded[CONFIG_FILE]) if config is not None else None
     return build_checkpoint(
         location=f"{hub.endpoint}/{repo_id}/tree/{revision}", files=files, headers=headers, unreadable=unreadable,
         index=index, index_error=index_error, config=config, config_error=config_error,
@@ -51,13 +58,5 @@ def read_remote_checkpoint(hub: Hub, repo_id: str, revision: str) -> Checkpoint:
     )
 
 
-def _json(
-    hub: Hub, repo_id: str, revision: str, name: str, files: dict[str, int]
-) -> tuple[dict[str, Any] | None, str | None]:
-    if name not in files:
-        return None, None
-    try:
-        data = json.loads(hub.download(repo_id, name, revision))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        return None, f"{name} does not parse: {error}"
-    return (data, None) if isinstance(data, dict) else (None, f"{name} is not a JSON object")
+def _json(downloaded: dict[str, Path], name: str) -> tuple[dict[str, Any] | None, str | None]:
+    return parse_json_object(downloaded[name].read_bytes(), name) if name in downloaded else (None, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..checkcache import CheckCache, checkpoint_key
@@ -30,11 +30,7 @@ class VariantReport:
         return not any(f.severity == "error" for f in self.findings)
 
     def to_dict(self) -> dict[str, Any]:
-        facts = None if self.facts is None else {
-            "bits": self.facts.bits, "group_size": self.facts.group_size, "symmetric": self.facts.symmetric,
-            "scale_dtype": self.facts.scale_dtype, "unquantized": list(self.facts.unquantized),
-            "total_bytes": self.facts.total_bytes,
-        }
+        facts = None if self.facts is None else {**asdict(self.facts), "unquantized": list(self.facts.unquantized)}
         return {"branch": self.branch, "location": self.location, "source": self.source, "ok": self.ok,
                 **summarize(self.findings), "facts": facts, "findings": [f.to_dict() for f in self.findings]}
 
@@ -43,7 +39,7 @@ class VariantReport:
         facts = data["facts"]
         return cls(
             data["branch"], data["location"], data["source"],
-            tuple(Finding(f["code"], f["severity"], f["subject"], f["message"], f["hint"]) for f in data["findings"]),
+            tuple(Finding(**f) for f in data["findings"]),
             None if facts is None else WeightFacts(**{**facts, "unquantized": tuple(facts["unquantized"])}),
         )
 

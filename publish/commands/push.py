@@ -43,7 +43,6 @@ class VariantPush:
     branch: str
     plan: Plan
     commit: Commit | None = None
-    verified: bool = False
     notes: tuple[str, ...] = ()
 
 
@@ -83,9 +82,11 @@ def push(
     variants = manifest.select(branch)
     if not dry_run:
         hub.require_token()
+    # Walked once: unsafe files are refused before any request, and the same paths are hashed and uploaded.
+    folders = {v.branch: manifest.variant_path(v).resolve() for v in variants}
+    walked = {branch: _walk(folder) if folder.is_dir() else [] for branch, folder in folders.items()}
     # Hash while the checks run: both take seconds on real weights, and hashing releases the GIL.
-    folders = [manifest.variant_path(v).resolve() for v in variants]
-    hashing = cache.prefetch([path for folder in folders if folder.is_dir() for path in _walk(folder)])
+    hashing = cache.prefetch([path for paths in walked.values() for path in paths])
     try:
         report = _checked(manifest, branch, hub, checks_cache)
     except BaseException:
@@ -95,19 +96,20 @@ def push(
     facts = agreed_facts(manifest, {v.branch: v.facts for v in report.variants if v.facts is not None})
     env = make_environment(manifest.root / "templates")
     provenance = read_provenance(manifest.root)
+    summary = report.summary()
     results = []
     try:
         for variant, checked in zip(variants, report.variants, strict=True):
             card = render_card(manifest, variant, env=env, facts=facts, provenance=provenance)
             card_only = checked.source == "remote"
-            local, file_notes = local_files(manifest, variant, card, cache, card_only=card_only)
+            local, file_notes = local_files(manifest, variant, card, cache, walked[variant.branch])
             if card_only:
                 card_note = (f"no weights at {manifest.variant_path(variant)}: card-only push; the weights on "
                              "the Hub revision were checked and are left as they are")
                 file_notes = (card_note, *file_notes)
             results.append(
                 _push_variant(manifest, variant, local, hub, dry_run=dry_run, prune=prune, message=message,
-                              provenance=provenance, checks=report.summary(), notes=file_notes,
+                              provenance=provenance, checks=summary, notes=file_notes,
                               card_only=card_only, tag=tag)
             )
     finally:
@@ -158,7 +160,7 @@ def _push_variant(
     if planned.is_noop:
         if tag and state.head:
             notes = (*notes, _tag(hub, repo_id, variant.branch, tag, state.head))
-        return VariantPush(variant.branch, planned, None, True, (*notes, "unchanged: nothing to commit"))
+        return VariantPush(variant.branch, planned, None, (*notes, "unchanged: nothing to commit"))
     push_id = uuid.uuid4().hex
     title = message or f"Publish {variant.branch} with hubpub {__version__}"
     commit = hub.commit(
@@ -172,7 +174,7 @@ def _push_variant(
     verify(hub, planned, commit.oid, local)
     if tag:
         notes = (*notes, _tag(hub, repo_id, variant.branch, tag, commit.oid))
-    return VariantPush(variant.branch, planned, commit, True, notes)
+    return VariantPush(variant.branch, planned, commit, notes)
 
 
 def release_tag(tag: str, branch: str) -> str:
@@ -218,14 +220,15 @@ def _description(planned: Plan, provenance: Provenance, checks: str, push_id: st
 
 
 def local_files(
-    manifest: Manifest, variant: Variant, card: str, cache: HashCache, *, card_only: bool = False
+    manifest: Manifest, variant: Variant, card: str, cache: HashCache, walked: Sequence[Path]
 ) -> tuple[list[LocalFile], tuple[str, ...]]:
-    """Every file the variant's revision must hold, hashed (through the cache), refusing anything unsafe."""
+    """Every file the variant's revision must hold, hashed (through the cache): the `walked` folder's files (none
+    when the weights are not here), the manifest's shared files and the card."""
     folder = manifest.variant_path(variant).resolve()
     shared = _shared_files(manifest)
     notes: list[str] = []
     files: dict[str, LocalFile] = {}
-    for path in [] if card_only else _walk(folder):
+    for path in walked:
         rel = path.relative_to(folder).as_posix()
         if rel == "README.md":
             notes.append(f"{folder / rel} is replaced by the rendered card")
@@ -243,6 +246,7 @@ def local_files(
 
 
 def _walk(folder: Path) -> list[Path]:
+    """The folder's files, tooling folders skipped, refusing anything unsafe."""
     found = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
@@ -325,13 +329,13 @@ def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile]) -> 
 def _header_problems(hub: Hub, repo_id: str, commit: str, local: Sequence[LocalFile]) -> list[str]:
     from huggingface_hub import parse_local_safetensors_file_metadata
 
+    from ..inspect import tensor_table
+
     remote = hub.safetensors_headers(repo_id, commit)
     problems = []
     for file in local:
         if not file.path.endswith(".safetensors") or file.source is None:
             continue
-        header = parse_local_safetensors_file_metadata(file.source)
-        mine = {name: (info.dtype, tuple(info.shape)) for name, info in header.tensors.items()}
-        if remote.get(file.path) != mine:
+        if remote.get(file.path) != tensor_table(parse_local_safetensors_file_metadata(file.source)):
             problems.append(f"{file.path}: the remote safetensors header differs from the local one")
     return problems
