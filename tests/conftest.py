@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +21,12 @@ SHIPPED_MANIFEST = ROOT / "branches.yaml"
 # so the scrubbing is exercised too.
 HUB_TOKEN = "hf_" + "hubserverTestToken" + "0123456789abcdef"
 REFERENCE_CARD = Path(__file__).parent / "data" / "reference-card-Qwen3.6-27B-INT8-AutoRound.md"
+
+
+def hubpub(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (`python -m publish.cli`), capturing its output."""
+    return subprocess.run([sys.executable, "-m", "publish.cli", *args], check=False, cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(autouse=True)

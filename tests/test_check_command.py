@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,14 +15,8 @@ from publish.commands.render import render
 from publish.errors import FactMismatch, ManifestError, UsageError
 from publish.manifest import load_manifest
 
-from .conftest import point_manifest
+from .conftest import hubpub, point_manifest
 from .fixtures.checkpoints import build_checkpoint
-
-
-def hubpub(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "publish.cli", *args], check=False, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-
 
 # -- check ---------------------------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from publish.hashcache import HashCache
 from publish.hub import Hub
 from publish.manifest import load_manifest
 
-from .conftest import HUB_TOKEN, point_manifest
+from .conftest import HUB_TOKEN, hubpub, point_manifest
 from .hubserver import HubServer
 
 REPO = "Minachist/Qwen3.6-27B-INT8-AutoRound"
@@ -53,8 +53,7 @@ def hubpub_cli(*args: str, hub: HubServer, cwd: Path, token: str | None = HUB_TO
     env.pop("HF_TOKEN", None)
     if token:
         env["HF_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "publish.cli", *args], check=False, cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return hubpub(*args, cwd=cwd, env=env)
 
 
 # -- the main path ------------------------------------------------------------------------------------------------
@@ -272,8 +271,7 @@ def test_verification_fails_when_a_file_is_missing(
 
 def test_a_failed_trusted_publisher_login_is_an_auth_error(weighed: Path, hub: HubServer) -> None:
     env = {"HF_OIDC_RESOURCE": "Minachist/Qwen3.6-27B-INT8-AutoRound", "HF_OIDC_ID_TOKEN": ""}
-    done = subprocess.run([sys.executable, "-m", "publish.cli", "push", "--manifest", str(weighed), "--all"],
-                          check=False, cwd=weighed.parent, env={**os.environ, **env, "HF_ENDPOINT": hub.url},
-                          capture_output=True, text=True, timeout=300)
+    done = hubpub("push", "--manifest", str(weighed), "--all", cwd=weighed.parent,
+                  env={**os.environ, **env, "HF_ENDPOINT": hub.url})
     assert done.returncode == 2 and "Trusted Publisher login failed" in done.stderr
     assert "Traceback" not in done.stderr and not commits(hub)

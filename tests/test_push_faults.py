@@ -17,7 +17,7 @@ from publish.errors import HubError
 from publish.hub import Hub
 from publish.manifest import load_manifest
 
-from .conftest import HUB_TOKEN
+from .conftest import HUB_TOKEN, hubpub
 from .hubserver import HubServer
 from .test_push import REPO, client, commits, run_push, uploads
 
@@ -112,9 +112,7 @@ def test_the_token_never_appears_in_any_output(weighed: Path, tmp_path: Path, mo
                "HUBPUB_DEBUG": ""}
 
         def cli(*args: str, token: str = CANARY) -> None:
-            done = subprocess.run([sys.executable, "-m", "publish.cli", *args, "--manifest", str(weighed)],
-                                  env={**env, "HF_TOKEN": token}, cwd=tmp_path, capture_output=True, text=True,
-                                  check=False, timeout=300)
+            done = hubpub(*args, "--manifest", str(weighed), cwd=tmp_path, env={**env, "HF_TOKEN": token})
             outputs.extend([done.stdout, done.stderr])
 
         cli("plan", "--branch", "main")

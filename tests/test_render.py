@@ -13,13 +13,7 @@ from publish.errors import ManifestError
 from publish.manifest import load_manifest
 
 from . import cardfacts
-from .conftest import REFERENCE_CARD, ROOT
-
-
-def hubpub(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "publish.cli", *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+from .conftest import REFERENCE_CARD, ROOT, hubpub
 
 
 def test_render_writes_one_readme_per_branch(project: Path) -> None:
