@@ -59,8 +59,8 @@ def time_cli(manifest: Path, runs: int) -> list[float]:
 
 def time_stages(manifest_path: Path, runs: int) -> dict[str, float]:
     """Median milliseconds of reading (headers, index, configs) and of the checks, per variant, imports excluded."""
-    from publish.checks import run_checks
-    from publish.inspect import read_checkpoint
+    from publish.checkpoint import read_checkpoint
+    from publish.findings import collect_findings
     from publish.manifest import load_manifest
 
     manifest = load_manifest(manifest_path)
@@ -73,7 +73,7 @@ def time_stages(manifest_path: Path, runs: int) -> dict[str, float]:
             start = time.perf_counter()
             checkpoint = read_checkpoint(folder)
             middle = time.perf_counter()
-            findings = run_checks(checkpoint, variant)
+            findings = collect_findings(checkpoint, variant)
             checks.append(time.perf_counter() - middle)
             reads.append(middle - start)
             assert not [f for f in findings if f.severity == "error"], findings

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 import yaml
 
-from . import __version__
 from .errors import MetadataError, TemplateError
 from .manifest import Manifest, Variant
+from .provenance import Provenance
 
 if TYPE_CHECKING:
     from .facts import WeightFacts
@@ -35,16 +35,6 @@ AUTO_CLASSES = {
     "text2text-generation": "AutoModelForSeq2SeqLM",
     "feature-extraction": "AutoModel",
 }
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where a card came from: the hubpub version and, if the manifest lives in git, its commit and tag."""
-
-    version: str = __version__
-    commit: str | None = None
-    tag: str | None = None
-    dirty: bool = False
 
 
 @dataclass(frozen=True)

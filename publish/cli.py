@@ -159,10 +159,10 @@ def _hash_cache() -> Any:
 
 
 def _checks_cache() -> Any:
-    from .checkcache import CheckCache
     from .hashcache import default_cache_location
+    from .reportcache import ReportCache
 
-    return CheckCache(default_cache_location().with_name("checks.json"))
+    return ReportCache(default_cache_location().with_name("checks.json"))
 
 
 def _print_push(result: Any, dry_run: bool) -> None:

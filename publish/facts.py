@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from .inspect import Checkpoint
+from .checkpoint import Checkpoint
 from .manifest import FAMILIES, Variant
 
 # Sizes on cards are rounded (36.78 GB shows as 36.8); an accidentally quantized or dropped family moves the
@@ -32,6 +32,11 @@ class WeightFacts:
     @property
     def size_gb(self) -> float:
         return self.total_bytes / 1e9
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WeightFacts:
+        """The inverse of `dataclasses.asdict`, for facts recorded in a report cache."""
+        return cls(**{**data, "unquantized": tuple(data["unquantized"])})
 
 
 def _only(values: Iterable[T]) -> T | None:

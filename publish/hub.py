@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .errors import AuthError, ConcurrentPushError, HubError, scrub
-from .inspect import tensor_table
 from .plan import LocalFile, RemoteFile
 
 T = TypeVar("T")
@@ -134,13 +133,13 @@ class Hub:
         )
         return f"{commits[0].title}\n\n{commits[0].message}" if commits else ""
 
-    def safetensors_headers(self, repo_id: str, revision: str) -> dict[str, dict[str, tuple[str, tuple[int, ...]]]]:
-        """Per remote file, each tensor's dtype and shape, from the headers alone (Range requests)."""
+    def safetensors_headers(self, repo_id: str, revision: str) -> dict[str, Any]:
+        """Per remote safetensors file, huggingface_hub's `SafetensorsFileMetadata` (headers only, Range requests)."""
         meta = self._call(
             lambda: self._api.get_safetensors_metadata(repo_id, revision=revision),
             f"read the safetensors headers of {repo_id}@{revision}",
         )
-        return {name: tensor_table(file) for name, file in meta.files_metadata.items()}
+        return dict(meta.files_metadata)
 
     def file_header(self, repo_id: str, filename: str, revision: str) -> Any:
         """One remote safetensors file's header (huggingface_hub reads it with Range requests)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -129,6 +129,28 @@ class SharedFiles(_Model):
 
     def all(self) -> tuple[str, ...]:
         return tuple(p for p in (self.recipe, self.log, *self.other) if p)
+
+    def in_repo(self) -> dict[str, str]:
+        """Each file by its path in the repository (validation guarantees one file per path)."""
+        return {repo_path(name): name for name in self.all()}
+
+    @model_validator(mode="after")
+    def _one_source_per_path(self) -> SharedFiles:
+        placed: dict[str, str] = {}
+        for name in self.all():
+            path = repo_path(name)
+            if path in placed:
+                raise ValueError(f"{placed[path]!r} and {name!r} would both be uploaded as {path!r}; rename one of "
+                                 "them or list only one")
+            placed[path] = name
+        return self
+
+
+def repo_path(name: str) -> str:
+    """Where a shared file lands in the repository: its path as written, or its bare name when the path leaves the
+    manifest's folder."""
+    rel = PurePosixPath(name.replace("\\", "/"))
+    return rel.name if ".." in rel.parts or rel.is_absolute() else str(rel)
 
 
 class Dataset(_Model):

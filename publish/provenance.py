@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .card import Provenance
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a card came from: the hubpub version and, if the manifest lives in git, its commit and tag."""
+
+    version: str = __version__
+    commit: str | None = None
+    tag: str | None = None
+    dirty: bool = False
 
 
 def read_provenance(path: Path) -> Provenance:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import HubError
-from .inspect import (
+from .checkpoint import (
     CONFIG_FILE,
     INDEX_FILE,
     SIDECAR_FILE,
@@ -21,6 +20,7 @@ from .inspect import (
     parse_json_object,
     tensor_table,
 )
+from .errors import HubError
 
 if TYPE_CHECKING:
     from .hub import Hub

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from publish.checks import run_checks
-from publish.inspect import read_checkpoint
+from publish.checkpoint import read_checkpoint
+from publish.findings import collect_findings
 from publish.manifest import Variant, load_manifest
 
 from .conftest import point_manifest
@@ -41,7 +41,7 @@ EXPECTED = {
 
 def findings_for(folder: Path, manifest: Path, branch: str) -> list:
     variant = load_manifest(manifest).variant(branch)
-    return list(run_checks(read_checkpoint(folder), variant))
+    return list(collect_findings(read_checkpoint(folder), variant))
 
 
 @pytest.mark.parametrize("branch", ["main", "gs128"])
@@ -74,23 +74,23 @@ def with_changes(manifest: Path, branch: str, **changes: object) -> Variant:
 
 
 def test_manifest_saying_groups_for_channel_weights_fails_c3(weighed: Path, checkpoints: dict[str, Path]) -> None:
-    findings = run_checks(read_checkpoint(checkpoints["main"]), with_changes(weighed, "main", group_size=64))
+    findings = collect_findings(read_checkpoint(checkpoints["main"]), with_changes(weighed, "main", group_size=64))
     assert any(f.code == "C3" and "group_size" in f.subject for f in findings)
 
 
 def test_manifest_saying_asymmetric_fails_c3(weighed: Path, checkpoints: dict[str, Path]) -> None:
-    findings = run_checks(read_checkpoint(checkpoints["gs128"]), with_changes(weighed, "gs128", symmetric=False))
+    findings = collect_findings(read_checkpoint(checkpoints["gs128"]), with_changes(weighed, "gs128", symmetric=False))
     assert [(f.code, f.subject.rsplit(".", 1)[-1]) for f in findings] == [("C3", "symmetric")]
 
 
 def test_manifest_missing_an_unquantized_family_fails_k4(weighed: Path, checkpoints: dict[str, Path]) -> None:
     variant = with_changes(weighed, "gs128", unquantized=("visual", "mtp", "linear_attn", "embed_tokens", "lm_head"))
-    findings = run_checks(read_checkpoint(checkpoints["gs128"]), variant)
+    findings = collect_findings(read_checkpoint(checkpoints["gs128"]), variant)
     assert [(f.code, f.subject) for f in findings] == [("K4", "self_attn")]
 
 
 def test_wrong_size_fails_i4(weighed: Path, checkpoints: dict[str, Path]) -> None:
-    findings = run_checks(read_checkpoint(checkpoints["main"]), with_changes(weighed, "main", size_gb=36.8))
+    findings = collect_findings(read_checkpoint(checkpoints["main"]), with_changes(weighed, "main", size_gb=36.8))
     assert [f.code for f in findings] == ["I4"]
 
 

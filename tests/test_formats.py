@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from publish.checks import run_checks
+from publish.checkpoint import read_checkpoint
 from publish.facts import derive_facts
-from publish.inspect import read_checkpoint
+from publish.findings import collect_findings
 from publish.manifest import Variant
 
 LINEARS = {  # module -> (out, in)
@@ -73,7 +73,7 @@ def test_other_formats_pass_and_give_facts(fmt: str, activations: bool, scheme: 
     folder = build(tmp_path / fmt, fmt, activations=activations)
     checkpoint = read_checkpoint(folder)
     assert {m.format for m in checkpoint.quantized.values()} == {"int-quantized"}  # weight I8 + weight_scale
-    assert run_checks(checkpoint, variant(folder, scheme)) == ()
+    assert collect_findings(checkpoint, variant(folder, scheme)) == ()
     facts = derive_facts(checkpoint)
     assert (facts.bits, facts.group_size, facts.symmetric, facts.scale_dtype) == (8, -1, True, "BF16")
     assert facts.unquantized == ("embed_tokens", "lm_head")
@@ -82,11 +82,11 @@ def test_other_formats_pass_and_give_facts(fmt: str, activations: bool, scheme: 
 def test_a_missing_scale_is_found_in_an_int_quantized_checkpoint(tmp_path: Path) -> None:
     folder = build(tmp_path / "w8a8", "int-quantized", activations=True,
                    drop="model.layers.0.mlp.up_proj.weight_scale")
-    findings = run_checks(read_checkpoint(folder), variant(folder, "W8A8"))
+    findings = collect_findings(read_checkpoint(folder), variant(folder, "W8A8"))
     assert any(f.code == "T1" and f.subject == "model.layers.0.mlp.up_proj.weight_scale" for f in findings)
 
 
 def test_w8a16_manifest_for_a_w8a8_config_is_refused(tmp_path: Path) -> None:
     folder = build(tmp_path / "w8a8", "int-quantized", activations=True)
-    findings = run_checks(read_checkpoint(folder), variant(folder, "W8A16"))
+    findings = collect_findings(read_checkpoint(folder), variant(folder, "W8A16"))
     assert [(f.code, f.subject.rsplit(".", 1)[-1]) for f in findings] == [("C2", "input_activations")]

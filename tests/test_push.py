@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import shutil
 import subprocess
@@ -246,9 +248,9 @@ def test_verification_fails_when_the_remote_headers_differ(
 
     def tampered(self: Hub, repo_id: str, revision: str) -> dict:
         headers = real(self, repo_id, revision)
-        first = min(headers)
-        name = min(headers[first])
-        headers[first][name] = ("F32", (1,))
+        tensors = headers[min(headers)].tensors
+        name = min(tensors)
+        tensors[name] = dataclasses.replace(tensors[name], dtype="F32", shape=[1])
         return headers
 
     monkeypatch.setattr(Hub, "safetensors_headers", tampered)

@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
+from ..atomic import atomic_write
+from ..checkpoint import Checkpoint, read_checkpoint
 from ..errors import UsageError
 from ..facts import WeightFacts, derive_facts
-from ..files import atomic_write
-from ..inspect import Checkpoint, read_checkpoint
 from ..manifest import check_branch_name, check_repo_id
 from ..yamlsource import TODO
 

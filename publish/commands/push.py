@@ -7,35 +7,22 @@ weight files are deleted in the same commit, and the commit is made only if the 
 
 from __future__ import annotations
 
-import fnmatch
-import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
 
 from .. import __version__
-from ..card import Provenance, make_environment, render_card
-from ..checkcache import CheckCache
-from ..errors import TOKEN_PATTERN, ChecksFailed, HubError, ManifestError, UnsafeFileError
-from ..hashcache import HashCache, digest_bytes
+from ..card import make_environment, render_card
+from ..errors import ChecksFailed
+from ..hashcache import HashCache
 from ..hub import Commit, Hub, RemoteState
+from ..localfiles import file_set, hashed, walk
 from ..manifest import Manifest, Variant
-from ..plan import DELETE, KEEP, LocalFile, Plan, make_plan, same_content
-from ..provenance import read_provenance
-from .check import CheckReport, check
-from .render import agreed_facts
-
-# Never uploaded: they look like credentials. Matched against each file's name.
-SECRET_PATTERNS = (
-    ".env", ".env.*", "*.env", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_ed25519*", "id_ecdsa*",
-    ".netrc", ".git-credentials", ".npmrc", ".pypirc", "token", "*.token", "hf_token*", ".hf_token",
-    "credentials", "credentials.json", "secrets.*",
-)
-# Folders inside a checkpoint that are tooling state, not part of the model.
-SKIP_DIRS = frozenset({".git", ".cache", ".hubpub", "__pycache__", ".ipynb_checkpoints", ".huggingface"})
-# Small text files are scanned for tokens before upload; larger ones are weights.
-SCAN_LIMIT = 1024 * 1024
+from ..plan import LocalFile, Plan, make_plan
+from ..provenance import Provenance, read_provenance
+from ..report import Report, agreed_facts, examine
+from ..reportcache import ReportCache
+from ..verify import verify
 
 
 @dataclass(frozen=True)
@@ -54,7 +41,7 @@ class PushResult:
 
 def plan(
     manifest: Manifest, hub: Hub, branch: str | None = None, *, cache: HashCache | None = None, prune: bool = False,
-    checks_cache: CheckCache | None = None,
+    checks_cache: ReportCache | None = None,
 ) -> PushResult:
     """Compare each selected variant with its remote revision; upload nothing."""
     return push(manifest, hub, branch, cache=cache, prune=prune, dry_run=True, checks_cache=checks_cache)
@@ -70,7 +57,7 @@ def push(
     prune: bool = False,
     message: str | None = None,
     tag: str | None = None,
-    checks_cache: CheckCache | None = None,
+    checks_cache: ReportCache | None = None,
 ) -> PushResult:
     """Publish each selected variant to its own branch in one verified commit (or, with dry_run, only plan).
 
@@ -84,7 +71,7 @@ def push(
         hub.require_token()
     # Walked once: unsafe files are refused before any request, and the same paths are hashed and uploaded.
     folders = {v.branch: manifest.variant_path(v).resolve() for v in variants}
-    walked = {branch: _walk(folder) if folder.is_dir() else [] for branch, folder in folders.items()}
+    walked = {branch: walk(folder) if folder.is_dir() else [] for branch, folder in folders.items()}
     # Hash while the checks run: both take seconds on real weights, and hashing releases the GIL.
     hashing = cache.prefetch([path for paths in walked.values() for path in paths])
     try:
@@ -93,7 +80,7 @@ def push(
         hashing.cancel()
         raise
     hashing.wait()
-    facts = agreed_facts(manifest, {v.branch: v.facts for v in report.variants if v.facts is not None})
+    facts = agreed_facts(manifest, report.facts())
     env = make_environment(manifest.root / "templates")
     provenance = read_provenance(manifest.root)
     summary = report.summary()
@@ -102,7 +89,8 @@ def push(
         for variant, checked in zip(variants, report.variants, strict=True):
             card = render_card(manifest, variant, env=env, facts=facts, provenance=provenance)
             card_only = checked.source == "remote"
-            local, file_notes = local_files(manifest, variant, card, cache, walked[variant.branch])
+            files = file_set(manifest, variant, card, walked[variant.branch])
+            local, file_notes = hashed(files, cache), files.notes
             if card_only:
                 card_note = (f"no weights at {manifest.variant_path(variant)}: card-only push; the weights on "
                              "the Hub revision were checked and are left as they are")
@@ -117,10 +105,10 @@ def push(
     return PushResult(tuple(results), cache.hashed_bytes)
 
 
-def _checked(manifest: Manifest, branch: str | None, hub: Hub, checks_cache: CheckCache | None) -> CheckReport:
-    """Run `hubpub check` (reusing reports of unchanged checkpoints); any error-level finding stops the push
+def _checked(manifest: Manifest, branch: str | None, hub: Hub, checks_cache: ReportCache | None) -> Report:
+    """Examine the variants (reusing reports of unchanged checkpoints); any error-level finding stops the push
     before a single byte is uploaded."""
-    report = check(manifest, branch=branch, hub=hub, cache=checks_cache, reuse=True)
+    report = examine(manifest, manifest.select(branch), hub=hub, cache=checks_cache, reuse=True)
     if not report.ok:
         raise ChecksFailed(
             "checks failed; nothing was sent to the Hub\n" + report.format_text(),
@@ -213,129 +201,3 @@ def _description(planned: Plan, provenance: Provenance, checks: str, push_id: st
         f"Files: {planned.summary()}",
         f"hubpub-push-id: {push_id}",
     ])
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The local side
-
-
-def local_files(
-    manifest: Manifest, variant: Variant, card: str, cache: HashCache, walked: Sequence[Path]
-) -> tuple[list[LocalFile], tuple[str, ...]]:
-    """Every file the variant's revision must hold, hashed (through the cache): the `walked` folder's files (none
-    when the weights are not here), the manifest's shared files and the card."""
-    folder = manifest.variant_path(variant).resolve()
-    shared = _shared_files(manifest)
-    notes: list[str] = []
-    files: dict[str, LocalFile] = {}
-    for path in walked:
-        rel = path.relative_to(folder).as_posix()
-        if rel == "README.md":
-            notes.append(f"{folder / rel} is replaced by the rendered card")
-            continue
-        if rel in shared:
-            notes.append(f"{folder / rel} is replaced by the manifest's {shared[rel]}")
-            continue
-        files[rel] = _hashed(rel, path, cache)
-    for rel, source in shared.items():
-        files[rel] = _hashed(rel, source, cache)
-    data = card.encode("utf-8")
-    readme = digest_bytes(data)
-    files["README.md"] = LocalFile("README.md", readme.size, readme.sha256, readme.git_oid, content=data)
-    return [files[k] for k in sorted(files)], tuple(notes)
-
-
-def _walk(folder: Path) -> list[Path]:
-    """The folder's files, tooling folders skipped, refusing anything unsafe."""
-    found = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-        for name in sorted(names):
-            path = Path(root) / name
-            _refuse_unsafe(path, folder)
-            found.append(path)
-    return found
-
-
-def _refuse_unsafe(path: Path, folder: Path) -> None:
-    if path.is_symlink() and not path.resolve().is_relative_to(folder):
-        raise UnsafeFileError(
-            f"{path} is a symlink to {path.resolve()}, outside the variant's folder {folder}",
-            hint="copy the file into the folder, or remove the link",
-        )
-    if any(fnmatch.fnmatch(path.name.lower(), pattern) for pattern in SECRET_PATTERNS):
-        raise UnsafeFileError(
-            f"{path} looks like a secret ({path.name}); hubpub never uploads it",
-            hint="move it out of the checkpoint folder",
-        )
-    if path.stat().st_size <= SCAN_LIMIT and TOKEN_PATTERN.search(path.read_bytes().decode("latin-1")):
-        raise UnsafeFileError(
-            f"{path} contains something that looks like a Hugging Face token; hubpub never uploads it",
-            hint="remove the token from the file (and revoke it if it was ever shared)",
-        )
-
-
-def _shared_files(manifest: Manifest) -> dict[str, Path]:
-    """The manifest's shared files by their path in the repository."""
-    root = manifest.root.resolve()
-    shared: dict[str, Path] = {}
-    for name in manifest.files.all():
-        source = (root / name).resolve()
-        if not source.is_file():
-            raise ManifestError(
-                f"shared file {name!r} not found at {source}", file=manifest.source, field="files",
-                hint="paths in `files:` are relative to the manifest",
-            )
-        _refuse_unsafe(source, root)
-        rel = PurePosixPath(Path(name).as_posix())
-        shared[rel.name if ".." in rel.parts or rel.is_absolute() else str(rel)] = source
-    return shared
-
-
-def _hashed(rel: str, path: Path, cache: HashCache) -> LocalFile:
-    digest = cache.digest(path)
-    return LocalFile(rel, digest.size, digest.sha256, digest.git_oid, source=path)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Verification
-
-
-def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile]) -> None:
-    """The new revision must hold exactly the planned files, byte-identical, with the same safetensors headers."""
-    remote = {f.path: f for f in hub.files_at(planned.repo_id, commit)}
-    kept = {c.path for c in planned.changes if c.action == KEEP}
-    problems = []
-    for file in local:
-        found = remote.get(file.path)
-        if found is None:
-            problems.append(f"{file.path} is missing")
-        elif not same_content(file, found):
-            problems.append(f"{file.path} differs (size {found.size}, expected {file.size})")
-    expected = {f.path for f in local} | kept | {".gitattributes"}
-    problems += [f"{path} should not be there" for path in sorted(set(remote) - expected)]
-    problems += [f"{c.path} was not deleted" for c in planned.changes if c.action == DELETE and c.path in remote]
-    # Equal sha256s already prove unchanged shards identical; re-read the headers when a shard was uploaded.
-    if not problems and any(c.path.endswith(".safetensors") for c in planned.uploads):
-        problems += _header_problems(hub, planned.repo_id, commit, local)
-    if problems:
-        raise HubError(
-            f"{planned.repo_id}@{planned.branch} (commit {commit[:12]}) does not match what was pushed:\n  - "
-            + "\n  - ".join(problems),
-            hint="run `hubpub plan` to see the difference, then push again",
-        )
-
-
-def _header_problems(hub: Hub, repo_id: str, commit: str, local: Sequence[LocalFile]) -> list[str]:
-    from huggingface_hub import parse_local_safetensors_file_metadata
-
-    from ..inspect import tensor_table
-
-    remote = hub.safetensors_headers(repo_id, commit)
-    problems = []
-    for file in local:
-        if not file.path.endswith(".safetensors") or file.source is None:
-            continue
-        if remote.get(file.path) != tensor_table(parse_local_safetensors_file_metadata(file.source)):
-            problems.append(f"{file.path}: the remote safetensors header differs from the local one")
-    return problems

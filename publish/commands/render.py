@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..atomic import atomic_write
 from ..card import PROVENANCE_MARK, make_environment, render_card
-from ..errors import FactMismatch
-from ..files import atomic_write
 from ..manifest import Manifest
 from ..provenance import read_provenance
+from ..report import agreed_facts, examine
+from ..reportcache import ReportCache
 
 if TYPE_CHECKING:
     from ..facts import WeightFacts
@@ -40,47 +40,31 @@ class RenderResult:
         return tuple(c for c in self.cards if c.status in ("out-of-date", "missing"))
 
 
-def gather_facts(manifest: Manifest) -> tuple[dict[str, WeightFacts], tuple[str, ...]]:
-    """Facts from the weights of every variant whose folder is present; the manifest must agree with them."""
-    found: dict[str, WeightFacts] = {}
-    notes: list[str] = []
-    for variant in manifest.variants:
-        folder = manifest.variant_path(variant)
-        if not folder.is_dir():
-            notes.append(f"{variant.branch}: no weights at {folder}; the card uses the manifest's values")
-            continue
-        from ..facts import derive_facts
-        from ..inspect import read_checkpoint
+def gather_facts(
+    manifest: Manifest, cache: ReportCache | None = None
+) -> tuple[dict[str, WeightFacts], tuple[str, ...]]:
+    """Facts from the weights of every variant whose folder is present; the manifest must agree with them.
 
-        found[variant.branch] = derive_facts(read_checkpoint(folder))
-        notes.append(f"{variant.branch}: facts taken from the weights in {folder}")
-    return agreed_facts(manifest, found), tuple(notes)
-
-
-def agreed_facts(manifest: Manifest, found: Mapping[str, WeightFacts]) -> dict[str, WeightFacts]:
-    """`found`, once every variant's manifest entry agrees with it; FactMismatch names each difference."""
-    from ..facts import compare_facts
-
-    for branch, facts in found.items():
-        variant = manifest.variant(branch)
-        differences = compare_facts(variant, facts)
-        if differences:
-            raise FactMismatch(
-                f"variant {branch!r}: the weights at {variant.path} disagree with the manifest:\n  - "
-                + "\n  - ".join(differences),
-                file=manifest.source,
-                hint="fix branches.yaml (or the checkpoint); hubpub never overrides the manifest silently",
-            )
-    return dict(found)
+    A report recorded by `hubpub check` for unchanged files is reused, so rendering checked weights reads no
+    header and imports neither torch nor compressed-tensors.
+    """
+    present = tuple(v for v in manifest.variants if manifest.variant_path(v).is_dir())
+    notes = [f"{v.branch}: no weights at {manifest.variant_path(v)}; the card uses the manifest's values"
+             for v in manifest.variants if v not in present]
+    report = examine(manifest, present, cache=cache, reuse=True)
+    notes += [f"{v.branch}: facts taken from the weights in {v.location}" for v in report.variants]
+    return agreed_facts(manifest, report.facts()), tuple(notes)
 
 
 def render(
-    manifest: Manifest, branch: str | None = None, out: Path | None = None, check: bool = False
+    manifest: Manifest, branch: str | None = None, out: Path | None = None, check: bool = False,
+    cache: ReportCache | None = None,
 ) -> RenderResult:
-    """Render the README of each selected variant into `<out>/<branch>/README.md`; with `check`, write nothing."""
+    """Render the README of each selected variant into `<out>/<branch>/README.md`; with `check`, write nothing
+    and report the cards on disk that differ from what would be written."""
     selected = manifest.select(branch)
     out = out if out is not None else manifest.root / DEFAULT_OUT
-    facts, notes = gather_facts(manifest)
+    facts, notes = gather_facts(manifest, cache)
     env = make_environment(manifest.root / "templates")
     provenance = read_provenance(manifest.root)
     cards = []
@@ -114,5 +98,7 @@ def _compare(branch: str, path: Path, text: str) -> RenderedCard:
 
 
 def _without_provenance(text: str) -> str:
-    head, mark, _ = text.partition(PROVENANCE_MARK)
-    return head if mark else text
+    """The card without the one line after the provenance mark (it names the commit, which changes with every
+    commit); everything else, text after it included, is compared."""
+    head, mark, tail = text.partition(PROVENANCE_MARK + "\n")
+    return head + mark + tail.partition("\n")[2] if mark else text

@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from .facts import SIZE_TOLERANCE, size_matches
-from .inspect import (
+from .checkpoint import (
     CONFIG_FILE,
     INDEX_FILE,
     INT_DTYPE_BITS,
@@ -23,6 +22,7 @@ from .inspect import (
     QuantizedModule,
     family_of,
 )
+from .facts import SIZE_TOLERANCE, size_matches
 from .manifest import FAMILIES, Variant
 
 Severity = Literal["error", "warning"]
@@ -73,7 +73,7 @@ class Matcher:
         return next((p for p in self.patterns if self._match_name(name, p)), None)
 
 
-def run_checks(checkpoint: Checkpoint, variant: Variant) -> tuple[Finding, ...]:
+def collect_findings(checkpoint: Checkpoint, variant: Variant) -> tuple[Finding, ...]:
     """Every finding for one variant, errors and warnings, in check order."""
     if checkpoint.config is None:
         return (error("C1", CONFIG_FILE, checkpoint.config_error or f"{CONFIG_FILE} is missing",

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .files import atomic_write
+from .atomic import atomic_write
 from .hashcache import stamp
 
 CACHE_VERSION = 1
-KEEP = 64  # reports kept; the oldest go first
+MAX_REPORTS = 64  # reports kept; the oldest go first
 
 
 def checkpoint_key(variant: dict[str, Any], folder: Path) -> str:
@@ -29,7 +29,7 @@ def checkpoint_key(variant: dict[str, Any], folder: Path) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-class CheckCache:
+class ReportCache:
     """Reports by checkpoint key, persisted as JSON at `location` (None: in memory only)."""
 
     def __init__(self, location: Path | None) -> None:
@@ -50,7 +50,7 @@ class CheckCache:
     def put(self, key: str, report: dict[str, Any]) -> None:
         self._entries.pop(key, None)
         self._entries[key] = report
-        while len(self._entries) > KEEP:
+        while len(self._entries) > MAX_REPORTS:
             del self._entries[next(iter(self._entries))]
         self._dirty = True
 

@@ -1,0 +1,155 @@
+"""The checking stage: each variant's checkpoint (local folder or Hub revision) → findings and weight facts.
+
+`hubpub check`, `render` and `push` all go through `examine`, so a report recorded by one is reused by the others
+while the checkpoint's files and the variant's manifest entry are unchanged (see reportcache.py). A variant whose
+folder is absent gets one C0 finding, or, with a Hub, is examined on its revision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import FactMismatch
+from .facts import WeightFacts, compare_facts, derive_facts
+from .findings import Finding, collect_findings, error, summarize
+from .manifest import Manifest, Variant
+from .reportcache import ReportCache, checkpoint_key
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
+    from .hub import Hub
+
+REPORT_VERSION = 1
+LOCAL, REMOTE, MISSING = "local", "remote", "missing"
+
+
+@dataclass(frozen=True)
+class VariantReport:
+    branch: str
+    location: str
+    source: str  # local | remote | missing
+    findings: tuple[Finding, ...]
+    facts: WeightFacts | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        facts = None if self.facts is None else {**asdict(self.facts), "unquantized": list(self.facts.unquantized)}
+        return {"branch": self.branch, "location": self.location, "source": self.source, "ok": self.ok,
+                **summarize(self.findings), "facts": facts, "findings": [f.to_dict() for f in self.findings]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VariantReport:
+        facts = data["facts"]
+        return cls(
+            data["branch"], data["location"], data["source"],
+            tuple(Finding(**f) for f in data["findings"]),
+            None if facts is None else WeightFacts.from_dict(facts),
+        )
+
+
+@dataclass(frozen=True)
+class Report:
+    variants: tuple[VariantReport, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(v.ok for v in self.variants)
+
+    def summary(self) -> str:
+        """One line per report, for commit descriptions: 'main: 0 errors, 1 warning (local)'."""
+        parts = []
+        for v in self.variants:
+            counts = summarize(v.findings)
+            parts.append(f"{v.branch}: {counts['errors']} errors, {counts['warnings']} warnings ({v.source})")
+        return "; ".join(parts)
+
+    def facts(self) -> dict[str, WeightFacts]:
+        return {v.branch: v.facts for v in self.variants if v.facts is not None}
+
+    def to_json(self) -> dict[str, Any]:
+        """A stable, versioned form for scripts: codes and field names do not change without a version bump."""
+        return {"version": REPORT_VERSION, "ok": self.ok, "variants": [v.to_dict() for v in self.variants]}
+
+    def format_text(self) -> str:
+        lines = []
+        for v in self.variants:
+            counts = summarize(v.findings)
+            status = "ok" if v.ok else "FAILED"
+            lines.append(f"{v.branch} ({v.source}: {v.location}): {status}, "
+                         f"{counts['errors']} error(s), {counts['warnings']} warning(s)")
+            for f in v.findings:
+                lines.append(f"  {f.severity:7} {f.code}  {f.subject}: {f.message}")
+                if f.hint:
+                    lines.append(f"                 fix: {f.hint}")
+        return "\n".join(lines)
+
+
+def examine(
+    manifest: Manifest, variants: tuple[Variant, ...], *, hub: Hub | None = None, cache: ReportCache | None = None,
+    reuse: bool = False,
+) -> Report:
+    """Examine each variant. With `hub`, a variant whose folder is absent is examined on its Hub revision.
+
+    With `cache`, local reports are recorded; with `reuse` too, a report recorded for the same hubpub version,
+    manifest entry and unchanged files is returned without reading the checkpoint again.
+    """
+    reports = tuple(examine_variant(manifest, v, hub=hub, cache=cache, reuse=reuse) for v in variants)
+    if cache is not None:
+        cache.save()
+    return Report(reports)
+
+
+def examine_variant(
+    manifest: Manifest, variant: Variant, *, hub: Hub | None = None, cache: ReportCache | None = None,
+    reuse: bool = False,
+) -> VariantReport:
+    folder = manifest.variant_path(variant)
+    if folder.is_dir():
+        key = checkpoint_key(variant.model_dump(mode="json"), folder.resolve()) if cache is not None else ""
+        recorded = cache.get(key) if cache is not None and reuse else None
+        if recorded is not None:
+            return VariantReport.from_dict(recorded)
+        from .checkpoint import read_checkpoint
+
+        report = report_for(read_checkpoint(folder), variant, LOCAL)
+        if cache is not None:
+            cache.put(key, report.to_dict())
+        return report
+    if hub is not None:
+        from .remote import read_remote_checkpoint
+
+        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch)
+        if not checkpoint.files:
+            return missing(variant, checkpoint.location, "the Hub revision holds no files")
+        return report_for(checkpoint, variant, REMOTE)
+    return missing(variant, str(folder), f"checkpoint folder {folder} does not exist",
+                   "fix the variant's path, mount the weights, or use --remote to check the Hub revision")
+
+
+def report_for(checkpoint: Checkpoint, variant: Variant, source: str) -> VariantReport:
+    return VariantReport(variant.branch, checkpoint.location, source, collect_findings(checkpoint, variant),
+                         derive_facts(checkpoint))
+
+
+def missing(variant: Variant, location: str, message: str, hint: str = "") -> VariantReport:
+    return VariantReport(variant.branch, location, MISSING, (error("C0", "path", message, hint),))
+
+
+def agreed_facts(manifest: Manifest, found: Mapping[str, WeightFacts]) -> dict[str, WeightFacts]:
+    """`found`, once every variant's manifest entry agrees with it; FactMismatch names each difference."""
+    for branch, facts in found.items():
+        variant = manifest.variant(branch)
+        differences = compare_facts(variant, facts)
+        if differences:
+            raise FactMismatch(
+                f"variant {branch!r}: the weights at {variant.path} disagree with the manifest:\n  - "
+                + "\n  - ".join(differences),
+                file=manifest.source,
+                hint="fix branches.yaml (or the checkpoint); hubpub never overrides the manifest silently",
+            )
+    return dict(found)

@@ -1,0 +1,52 @@
+"""After a commit: does the new revision hold exactly what was planned, byte for byte and header for header?"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .checkpoint import tensor_table
+from .errors import HubError
+from .plan import DELETE, KEEP, LocalFile, Plan, same_content
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+
+def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile]) -> None:
+    """The new revision must hold exactly the planned files, byte-identical, with the same safetensors headers."""
+    remote = {f.path: f for f in hub.files_at(planned.repo_id, commit)}
+    kept = {c.path for c in planned.changes if c.action == KEEP}
+    problems = []
+    for file in local:
+        found = remote.get(file.path)
+        if found is None:
+            problems.append(f"{file.path} is missing")
+        elif not same_content(file, found):
+            problems.append(f"{file.path} differs (size {found.size}, expected {file.size})")
+    expected = {f.path for f in local} | kept | {".gitattributes"}
+    problems += [f"{path} should not be there" for path in sorted(set(remote) - expected)]
+    problems += [f"{c.path} was not deleted" for c in planned.changes if c.action == DELETE and c.path in remote]
+    # Equal sha256s already prove unchanged shards identical; re-read the headers when a shard was uploaded.
+    if not problems and any(c.path.endswith(".safetensors") for c in planned.uploads):
+        problems += header_problems(hub, planned.repo_id, commit, local)
+    if problems:
+        raise HubError(
+            f"{planned.repo_id}@{planned.branch} (commit {commit[:12]}) does not match what was pushed:\n  - "
+            + "\n  - ".join(problems),
+            hint="run `hubpub plan` to see the difference, then push again",
+        )
+
+
+def header_problems(hub: Hub, repo_id: str, commit: str, local: Sequence[LocalFile]) -> list[str]:
+    """Each uploaded shard whose remote safetensors header (read with Range requests) differs from the local one."""
+    from huggingface_hub import parse_local_safetensors_file_metadata
+
+    remote = {name: tensor_table(meta) for name, meta in hub.safetensors_headers(repo_id, commit).items()}
+    problems = []
+    for file in local:
+        if not file.path.endswith(".safetensors") or file.source is None:
+            continue
+        if remote.get(file.path) != tensor_table(parse_local_safetensors_file_metadata(file.source)):
+            problems.append(f"{file.path}: the remote safetensors header differs from the local one")
+    return problems
