@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,19 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError
+from .families import NOT_LINEAR, family_of
+from .formats import Scheme, check_scheme, resolve_format, solve_in_features, strip_legacy_actorder, why_unsupported
 
 INDEX_FILE = "model.safetensors.index.json"
 CONFIG_FILE = "config.json"
 SIDECAR_FILE = "quantization_config.json"
-# Parameters a compressed-tensors compressor writes next to (or instead of) a Linear's `weight`.
-QPARAMS = ("weight_packed", "weight_scale", "weight_shape", "weight_zero_point", "weight_g_idx")
 DTYPE_BYTES = {
     "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2,
     "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1,
 }
-INT_DTYPE_BITS = {"I8": 8, "U8": 8, "I16": 16, "I32": 32}
-# 2-D weights that are lookups, not matmuls: compressed-tensors' "Linear" target never covers them.
-NOT_LINEAR = re.compile(r"(^|\.)(embed_tokens|pos_embed|position_embeddings|word_embeddings|wte|wpe|embeddings?)$")
+# A `weight` in one of these is stored in full precision; in any other dtype (I8, F8_E4M3, …) it is compressed.
+DENSE_DTYPES = frozenset({"F64", "F32", "F16", "BF16"})
 
 
 @dataclass(frozen=True)
@@ -57,19 +55,40 @@ class Tensor:
 
 @dataclass(frozen=True)
 class QuantizedModule:
-    """A Linear stored compressed, with what its tensors say about the scheme (None where they cannot tell)."""
+    """A Linear stored compressed. Its scheme comes from the config group targeting it (None when none does);
+    the tensors must then prove it (see tensorset.py)."""
 
     name: str
     family: str
-    format: str  # pack-quantized | int-quantized
     params: Mapping[str, Tensor]
+    scheme: Scheme | None
     out_features: int | None
     in_features: int | None
-    bits: int | None
-    strategy: str | None  # channel | group | tensor
-    group_size: int | None
-    scale_dtype: str | None
-    symmetric: bool
+
+    @property
+    def format(self) -> str | None:
+        return self.scheme.format if self.scheme else None
+
+    @property
+    def bits(self) -> int | None:
+        return self.scheme.bits if self.scheme else None
+
+    @property
+    def strategy(self) -> str | None:
+        return self.scheme.strategy if self.scheme else None
+
+    @property
+    def group_size(self) -> int | None:
+        return self.scheme.group_size if self.scheme else None
+
+    @property
+    def symmetric(self) -> bool | None:
+        return self.scheme.symmetric if self.scheme else None
+
+    @property
+    def scale_dtype(self) -> str | None:
+        scale = self.params.get("weight_scale")
+        return scale.dtype if scale else None
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,10 @@ class Checkpoint:
     quantized: Mapping[str, QuantizedModule] = field(default_factory=dict)
     dense: tuple[str, ...] = ()  # Linear modules stored as a plain weight
     families: Mapping[str, Family] = field(default_factory=dict)
+    schemes: Mapping[str, Scheme] = field(default_factory=dict)  # config group -> scheme
+    targeted: Mapping[str, str] = field(default_factory=dict)  # Linear module -> the config group targeting it
+    ignored: Mapping[str, str] = field(default_factory=dict)  # Linear module -> the ignore entry matching it
+    unsupported: str | None = None  # why hubpub does not understand this checkpoint's format or method
 
     @cached_property
     def modules(self) -> frozenset[str]:
@@ -121,18 +144,30 @@ class Checkpoint:
         """Bytes of all safetensors files: what the weights weigh on disk and on the Hub."""
         return sum(self.files[name] for name in self.shards)
 
+    @property
+    def tied_embeddings(self) -> bool:
+        """tie_word_embeddings is set (top level or text_config) and no lm_head tensor is stored."""
+        config = self.config or {}
+        text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+        tied = (text_config or {}).get("tie_word_embeddings", config.get("tie_word_embeddings"))
+        return bool(tied) and not any(family_of(m) == "lm_head" for m in self.modules)
 
-def family_of(module: str) -> str:
-    """The module family a card talks about (visual, mtp, self_attn, linear_attn, mlp, embed_tokens, lm_head)."""
-    parts = module.split(".")
-    if parts[0] == "mtp" or ".mtp." in f".{module}.":
-        return "mtp"
-    if {"visual", "vision_tower", "vision_model"} & set(parts):
-        return "visual"
-    for name in ("self_attn", "linear_attn", "mlp", "embed_tokens", "lm_head"):
-        if name in parts:
+
+class Matcher:
+    """compressed-tensors' `match_name` over a list of targets; exact names go through a set, for speed."""
+
+    def __init__(self, entries: tuple[str, ...] | list[str]) -> None:
+        from compressed_tensors.utils.match import match_name
+
+        self._match_name = match_name
+        self.entries = tuple(entries)
+        self.exact = {e for e in self.entries if not e.startswith("re:")}
+        self.patterns = tuple(e for e in self.entries if e.startswith("re:"))
+
+    def first(self, name: str) -> str | None:
+        if name in self.exact:
             return name
-    return "other"
+        return next((p for p in self.patterns if self._match_name(name, p)), None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -153,125 +188,152 @@ def build_checkpoint(
     sidecar: Mapping[str, Any] | None,
     weight_shapes: Mapping[str, tuple[int, ...]],
 ) -> Checkpoint:
-    """Classify every module as quantized or dense and summarise by family."""
+    """Classify every module as quantized or dense, give each its config group, and summarise by family."""
     tensors: dict[str, Tensor] = {}
     holders: dict[str, list[str]] = {}
     for shard in sorted(headers):
         for name, (dtype, shape) in headers[shard].items():
             holders.setdefault(name, []).append(shard)
             tensors.setdefault(name, Tensor(name, dtype, tuple(shape), shard))
-    quantization, quantization_error = _parse_quantization(quantization_raw)
+    quantization, quantization_error, schemes, unsupported = _parse_quantization(quantization_raw)
     by_module: dict[str, dict[str, Tensor]] = {}
     for tensor in tensors.values():
         by_module.setdefault(tensor.module, {})[tensor.param] = tensor
 
-    bits_hint = _declared_bits(quantization)
+    stored_quantized = {m for m, params in by_module.items() if _is_quantized(params)}
+    dense = sorted(m for m, params in by_module.items() if m not in stored_quantized and "weight" in params
+                   and len(params["weight"].shape) == 2 and not NOT_LINEAR.search(m))
+    targeted, ignored = _match_config(quantization, schemes, [*stored_quantized, *dense])
     quantized: dict[str, QuantizedModule] = {}
-    dense: list[str] = []
-    for module, params in by_module.items():
-        if _is_quantized(params):
-            quantized[module] = _quantized_module(module, params, weight_shapes.get(module), bits_hint)
-        elif "weight" in params and len(params["weight"].shape) == 2 and not NOT_LINEAR.search(module):
-            dense.append(module)
+    for module in sorted(stored_quantized):
+        scheme = schemes.get(targeted.get(module, ""))
+        quantized[module] = _quantized_module(module, by_module[module], scheme, weight_shapes.get(module))
     return Checkpoint(
         location=location, files=dict(files), tensors=tensors,
         duplicates={name: tuple(shards) for name, shards in holders.items() if len(shards) > 1},
         unreadable=dict(unreadable), index=index, index_error=index_error, config=config,
         config_error=config_error, quantization=quantization, quantization_raw=quantization_raw,
         quantization_error=quantization_error, sidecar=sidecar, weight_shapes=dict(weight_shapes),
-        quantized=quantized, dense=tuple(sorted(dense)), families=_families(tensors, quantized, dense),
+        quantized=quantized, dense=tuple(dense), families=_families(tensors, quantized, dense, config),
+        schemes=schemes, targeted=targeted, ignored=ignored, unsupported=unsupported,
     )
 
 
-def _parse_quantization(raw: Mapping[str, Any] | None) -> tuple[Any, str | None]:
+def _parse_quantization(
+    raw: Mapping[str, Any] | None,
+) -> tuple[Any, str | None, dict[str, Scheme], str | None]:
+    """(QuantizationConfig, why compressed-tensors refuses it, a Scheme per config group, why hubpub cannot
+    check it)."""
     if raw is None:
-        return None, None
+        return None, None, {}, None
+    method = raw.get("quant_method")
+    if method != "compressed-tensors":
+        return None, None, {}, f"quant_method is {method!r}; hubpub checks compressed-tensors checkpoints only"
+    sparsity = raw.get("sparsity_config") or {}
+    sparse_format = sparsity.get("format") if isinstance(sparsity, Mapping) else None
+    if sparse_format not in (None, "dense"):
+        return None, None, {}, f"sparsity_config.format is {sparse_format!r}: " + (why_unsupported(sparse_format) or "")
     from compressed_tensors.quantization import QuantizationConfig
     from pydantic import ValidationError
 
+    cleaned, legacy = strip_legacy_actorder(raw)
     try:
-        return QuantizationConfig.model_validate(dict(raw)), None
+        config = QuantizationConfig.model_validate(cleaned)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'quantization_config'}: {e['msg']}" for e in error.errors()
         )
-        return None, problems
-
-
-def _declared_bits(quantization: Any) -> int | None:
-    if quantization is None:
-        return None
-    bits = {s.weights.num_bits for s in quantization.config_groups.values() if getattr(s, "weights", None)}
-    return bits.pop() if len(bits) == 1 else None
+        return None, problems, {}, None
+    schemes: dict[str, Scheme] = {}
+    for group, ct_scheme in config.config_groups.items():
+        if ct_scheme.weights is None:
+            continue
+        try:
+            fmt = resolve_format(config, ct_scheme)
+        except StopIteration:  # compressed-tensors' infer_module_format finds no compressor for the scheme
+            return config, None, {}, f"config group {group!r}: no compressed-tensors format fits its scheme"
+        why = why_unsupported(fmt) or check_scheme(scheme := Scheme(group, fmt, ct_scheme, group in legacy))
+        if why:
+            return config, None, {}, why
+        schemes[group] = scheme
+    return config, None, schemes, None
 
 
 def _is_quantized(params: Mapping[str, Tensor]) -> bool:
+    """Stored compressed: packed, or a weight in a dtype no model computes in (I8, F8_E4M3, …)."""
     if "weight_packed" in params:
         return True
     weight = params.get("weight")
-    return "weight_scale" in params and weight is not None and weight.dtype in INT_DTYPE_BITS
+    return weight is not None and weight.dtype not in DENSE_DTYPES
+
+
+def _match_config(
+    config: Any, schemes: Mapping[str, Scheme], modules: list[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """For each Linear module: the first config group targeting it ("Linear" targets every one), and the ignore
+    entry matching it, with compressed-tensors' own name matching."""
+    if config is None:
+        return {}, {}
+    groups = [(name, Matcher([t for t in s.targets if t != "Linear"]), "Linear" in s.targets)
+              for name, s in config.config_groups.items() if name in schemes]
+    ignore = Matcher(list(config.ignore or []))
+    targeted: dict[str, str] = {}
+    ignored: dict[str, str] = {}
+    for module in modules:
+        group = next((name for name, matcher, linear in groups if linear or matcher.first(module)), None)
+        if group is not None:
+            targeted[module] = group
+        entry = ignore.first(module)
+        if entry is not None:
+            ignored[module] = entry
+    return targeted, ignored
 
 
 def _quantized_module(
-    name: str, params: Mapping[str, Tensor], shape_value: tuple[int, ...] | None, bits_hint: int | None
+    name: str, params: Mapping[str, Tensor], scheme: Scheme | None, shape_value: tuple[int, ...] | None
 ) -> QuantizedModule:
-    packed = params.get("weight_packed")
-    weight = packed or params["weight"]
-    scale = params.get("weight_scale")
-    out_features: int | None = weight.shape[0] if weight.shape else None
+    """[out, in] from weight_shape's value, else the stored weight, else solved from the packed width."""
+    out_features: int | None = None
     in_features: int | None = None
-    bits: int | None = None
-    if packed is not None:
-        if shape_value is not None and len(shape_value) == 2:
-            out_features, in_features = shape_value
-        cols = packed.shape[1] if len(packed.shape) == 2 else None
-        if in_features and cols:
-            # pack_to_int32 stores ceil(in·bits/32) int32 columns: solve for bits.
-            bits = next((b for b in range(1, 9) if math.ceil(in_features * b / 32) == cols), None)
-        elif cols and bits_hint:
-            bits, in_features = bits_hint, cols * 32 // bits_hint
-    else:
-        in_features = weight.shape[1] if len(weight.shape) == 2 else None
-        bits = INT_DTYPE_BITS.get(weight.dtype)
-    strategy, group_size = _strategy(scale, in_features)
-    return QuantizedModule(
-        name=name, family=family_of(name), format="pack-quantized" if packed is not None else "int-quantized",
-        params=dict(params), out_features=out_features, in_features=in_features, bits=bits, strategy=strategy,
-        group_size=group_size, scale_dtype=scale.dtype if scale else None,
-        symmetric="weight_zero_point" not in params,
-    )
-
-
-def _strategy(scale: Tensor | None, in_features: int | None) -> tuple[str | None, int | None]:
-    """What the scale's shape says: [out, 1] is per channel, [out, in/g] is groups of g, one value per tensor."""
-    if scale is None:
-        return None, None
-    if math.prod(scale.shape) == 1:
-        return "tensor", None
-    if len(scale.shape) != 2:
-        return None, None
-    groups = scale.shape[1]
-    if groups == 1:
-        return "channel", None
-    if in_features and in_features % groups == 0:
-        return "group", in_features // groups
-    return "group", None
+    stored = params.get("weight_packed") or params.get("weight")
+    if shape_value is not None and len(shape_value) == 2:
+        out_features, in_features = shape_value
+    elif stored is not None and stored.param == "weight" and len(stored.shape) == 2:
+        out_features, in_features = stored.shape
+    elif stored is not None and len(stored.shape) == 2:
+        out_features = stored.shape[0]
+        if scheme is not None:
+            in_features = solve_in_features(scheme, out_features, stored.param, stored.shape)
+    return QuantizedModule(name=name, family=family_of(name), params=dict(params), scheme=scheme,
+                           out_features=out_features, in_features=in_features)
 
 
 def _families(
-    tensors: Mapping[str, Tensor], quantized: Mapping[str, QuantizedModule], dense: list[str]
+    tensors: Mapping[str, Tensor], quantized: Mapping[str, QuantizedModule], dense: list[str],
+    config: Mapping[str, Any] | None,
 ) -> dict[str, Family]:
     counts: dict[str, dict[str, int]] = {}
+
+    def entry(family: str) -> dict[str, int]:
+        return counts.setdefault(family, {"quantized": 0, "dense": 0, "tensors": 0, "bytes": 0})
+
     for tensor in tensors.values():
-        entry = counts.setdefault(family_of(tensor.module), {"quantized": 0, "dense": 0, "tensors": 0, "bytes": 0})
-        entry["tensors"] += 1
-        entry["bytes"] += tensor.nbytes
-        if tensor.param == "weight" and NOT_LINEAR.search(tensor.module):
-            entry["dense"] += 1  # an embedding is a dense module too, even though it is not a Linear
+        family = entry(family_of(tensor.module))
+        family["tensors"] += 1
+        family["bytes"] += tensor.nbytes
+        if tensor.param == "weight" and NOT_LINEAR.search(tensor.module) and tensor.module not in quantized:
+            family["dense"] += 1  # an embedding is a dense module too, even though it is not a Linear
     for module in quantized:
-        counts[family_of(module)]["quantized"] += 1
+        entry(family_of(module))["quantized"] += 1
     for module in dense:
-        counts[family_of(module)]["dense"] += 1
+        entry(family_of(module))["dense"] += 1
+    text_config = (config or {}).get("text_config")
+    tied = (text_config if isinstance(text_config, dict) else {}).get(
+        "tie_word_embeddings", (config or {}).get("tie_word_embeddings"))
+    embeddings = counts.get("embed_tokens")
+    if tied and "lm_head" not in counts and embeddings and embeddings["dense"]:
+        # Tied: the output projection is the (dense) embedding matrix, stored once under embed_tokens.
+        entry("lm_head")["dense"] = 1
     return {name: Family(name, **values) for name, values in sorted(counts.items())}
 
 

@@ -7,26 +7,19 @@ C = config, I = index and shards, T = tensors, K = which modules are (not) quant
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from .checkpoint import (
-    CONFIG_FILE,
-    INDEX_FILE,
-    INT_DTYPE_BITS,
-    SIDECAR_FILE,
-    Checkpoint,
-    QuantizedModule,
-    family_of,
-)
-from .facts import SIZE_TOLERANCE, size_matches
+from .checkpoint import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint, Matcher, QuantizedModule
+from .facts import SIZE_TOLERANCE, same_scheme_name, size_matches
+from .families import family_of
+from .formats import Scheme, supported_formats, text
 from .manifest import FAMILIES, Variant
+from .tensorset import module_problems
 
 Severity = Literal["error", "warning"]
-SCALE_DTYPES = ("F16", "BF16", "F32")
 # Shards that vLLM fuses into one layer must share precision and scheme (its packed_modules_mapping).
 FUSED_GROUPS = (
     ("q_proj", "k_proj", "v_proj"),
@@ -56,34 +49,25 @@ def warning(code: str, subject: str, message: str, hint: str = "") -> Finding:
     return Finding(code, "warning", subject, message, hint)
 
 
-class Matcher:
-    """compressed-tensors' `match_name` over a list of targets; exact names go through a set, for speed."""
-
-    def __init__(self, entries: tuple[str, ...] | list[str]) -> None:
-        from compressed_tensors.utils.match import match_name
-
-        self._match_name = match_name
-        self.entries = tuple(entries)
-        self.exact = {e for e in self.entries if not e.startswith("re:")}
-        self.patterns = tuple(e for e in self.entries if e.startswith("re:"))
-
-    def first(self, name: str) -> str | None:
-        if name in self.exact:
-            return name
-        return next((p for p in self.patterns if self._match_name(name, p)), None)
-
-
 def collect_findings(checkpoint: Checkpoint, variant: Variant) -> tuple[Finding, ...]:
     """Every finding for one variant, errors and warnings, in check order."""
     if checkpoint.config is None:
         return (error("C1", CONFIG_FILE, checkpoint.config_error or f"{CONFIG_FILE} is missing",
                       "a checkpoint needs the config.json its exporter wrote"),
                 *check_index(checkpoint))
+    if checkpoint.unsupported is not None:
+        return (unsupported(checkpoint),)
     findings = [*check_config(checkpoint, variant), *check_index(checkpoint)]
     if checkpoint.quantization is not None:
         findings += [*check_tensors(checkpoint), *check_ignore(checkpoint), *check_fused(checkpoint)]
     findings += [*check_families(checkpoint, variant), *check_size(checkpoint, variant)]
     return tuple(findings)
+
+
+def unsupported(checkpoint: Checkpoint) -> Finding:
+    """The one finding for a checkpoint whose format or method hubpub does not understand."""
+    return error("C6", f"{CONFIG_FILE}: quantization_config", f"{checkpoint.unsupported}; hubpub checks nothing else",
+                 f"hubpub supports compressed-tensors checkpoints in {', '.join(supported_formats())}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -103,34 +87,29 @@ def check_config(checkpoint: Checkpoint, variant: Variant) -> Iterator[Finding]:
                     "fix the config so QuantizationConfig.model_validate accepts it")
         return
     where = f"{CONFIG_FILE}: quantization_config"
-    if config.quant_method != "compressed-tensors":
-        yield error("C2", f"{where}.quant_method", f"quant_method is {config.quant_method!r}",
-                    "hubpub checks compressed-tensors checkpoints")
-    status = _text(config.quantization_status)
+    status = text(config.quantization_status)
     if status != "compressed":
         yield error("C2", f"{where}.quantization_status",
                     f"quantization_status is {status!r}, but the weights are stored "
                     "compressed", "set it to 'compressed' (loaders decompress only then)")
-    schemes = list(config.config_groups.items())
-    for group, scheme in schemes:
-        weights = scheme.weights
+    for group, ct_scheme in config.config_groups.items():
         subject = f"{where}.config_groups.{group}"
-        if weights is None:
+        scheme = checkpoint.schemes.get(group)
+        if ct_scheme.weights is None or scheme is None:
             yield error("C2", subject, "the group quantizes no weights")
             continue
         activation_bits = _activation_bits(variant.scheme)
-        if activation_bits is not None and activation_bits >= 16 and scheme.input_activations is not None:
+        if activation_bits is not None and activation_bits >= 16 and scheme.inputs is not None:
             yield error("C2", f"{subject}.input_activations",
                         f"the manifest's scheme {variant.scheme} keeps activations unquantized, but "
                         "input_activations is set", "remove input_activations or fix the manifest's scheme")
-        yield from _compare_with_manifest(subject, weights, variant)
+        elif not same_scheme_name(variant.scheme, scheme.name):
+            yield error("C3", f"{subject}", f"the config's scheme is {scheme.name} ({scheme.weight_type} weights, "
+                        f"{scheme.activation_type} activations), the manifest says {variant.scheme}",
+                        f"set the manifest's scheme to {scheme.name}")
+        yield from _compare_with_manifest(subject, scheme, variant)
     yield from _check_sidecar(checkpoint)
     yield from _check_mtp_declared(checkpoint)
-
-
-def _text(value: Any) -> str:
-    """compressed-tensors enums (QuantizationStatus, QuantizationStrategy) as their plain string values."""
-    return str(getattr(value, "value", value))
 
 
 def _activation_bits(scheme: str) -> int | None:
@@ -138,23 +117,23 @@ def _activation_bits(scheme: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _compare_with_manifest(subject: str, weights: Any, variant: Variant) -> Iterator[Finding]:
+def _granularity(group_size: int) -> str:
+    return {-1: "per channel (-1)", 0: "per tensor (0)"}.get(group_size, f"group size {group_size}")
+
+
+def _compare_with_manifest(subject: str, scheme: Scheme, variant: Variant) -> Iterator[Finding]:
     hint = f"fix the manifest's variant {variant.branch!r} or re-export the checkpoint"
-    if weights.num_bits != variant.bits:
+    if scheme.bits != variant.bits:
         yield error("C3", f"{subject}.weights.num_bits",
-                    f"config says {weights.num_bits} bits, the manifest says {variant.bits}", hint)
-    strategy = _text(weights.strategy)
-    if variant.per_channel and strategy != "channel":
-        yield error("C3", f"{subject}.weights.strategy",
-                    f"the manifest's group_size -1 means per-channel, but the config says strategy {strategy!r}"
-                    f" with group_size {weights.group_size}", hint)
-    if not variant.per_channel and (strategy != "group" or weights.group_size != variant.group_size):
-        yield error("C3", f"{subject}.weights.group_size",
-                    f"the manifest says group size {variant.group_size}, the config says strategy {strategy!r} "
-                    f"with group_size {weights.group_size}", hint)
-    if weights.symmetric != variant.symmetric:
+                    f"config says {scheme.bits} bits, the manifest says {variant.bits}", hint)
+    if scheme.group_size != variant.group_size:
+        field = "strategy" if variant.per_channel else "group_size"
+        yield error("C3", f"{subject}.weights.{field}",
+                    f"the manifest says {_granularity(variant.group_size)}, the config says strategy "
+                    f"{scheme.strategy!r} with group_size {scheme.weights.group_size}", hint)
+    if scheme.symmetric != variant.symmetric:
         yield error("C3", f"{subject}.weights.symmetric",
-                    f"config says symmetric={weights.symmetric}, the manifest says {variant.symmetric}", hint)
+                    f"config says symmetric={scheme.symmetric}, the manifest says {variant.symmetric}", hint)
 
 
 def _check_sidecar(checkpoint: Checkpoint) -> Iterator[Finding]:
@@ -220,9 +199,11 @@ def check_index(checkpoint: Checkpoint) -> Iterator[Finding]:
     declared = (checkpoint.index.get("metadata") or {}).get("total_size")
     actual = sum(t.nbytes for t in checkpoint.tensors.values())
     if declared is not None and declared != actual:
+        mtp = any(family_of(m) == "mtp" for m in checkpoint.modules)
         yield warning("I3", f"{INDEX_FILE}: metadata.total_size",
                       f"says {declared} bytes, the tensors hold {actual}",
-                      "AutoRound's MTP copy leaves it stale; set it to the sum of tensor bytes")
+                      ("AutoRound's MTP copy leaves it stale; " if mtp else "")
+                      + "set it to the sum of tensor bytes")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -230,100 +211,20 @@ def check_index(checkpoint: Checkpoint) -> Iterator[Finding]:
 
 
 def check_tensors(checkpoint: Checkpoint) -> Iterator[Finding]:
-    scheme_of = _scheme_lookup(checkpoint.quantization)
     for module in checkpoint.quantized.values():
-        weights = scheme_of(module.name)
-        yield from _check_module_tensors(module, weights)
+        for problem in module_problems(module):
+            yield error(problem.code, problem.subject, problem.message, problem.hint)
     dtypes = [t.dtype for t in checkpoint.tensors.values() if t.param in ("weight", "bias")
               and t.module not in checkpoint.quantized and t.dtype in ("F32", "F16", "BF16")]
     usual = max(set(dtypes), key=dtypes.count) if dtypes else None
     for name, tensor in sorted(checkpoint.tensors.items()):
         if tensor.module in checkpoint.quantized:
             continue
-        if tensor.param == "weight_scale":
-            yield error("T4", name, "a scale next to a dense weight", "remove it, or store the module packed")
-        elif tensor.param == "weight" and tensor.dtype in INT_DTYPE_BITS:
-            yield error("T1", f"{tensor.module}.weight_scale",
-                        f"missing: {name} is {tensor.dtype} but has no scale to dequantize it",
-                        "re-export the module: its compressed tensors are incomplete")
+        if tensor.param == "weight_scale" and f"{tensor.module}.weight" in checkpoint.tensors:
+            yield error("T4", name, "a scale next to a dense weight", "remove it, or store the module compressed")
         elif tensor.param in ("weight", "bias") and tensor.dtype in ("F32", "F16") and tensor.dtype != usual:
             yield warning("T4", name, f"stored as {tensor.dtype} while dense tensors are {usual}",
                           "check it against the base checkpoint: exports silently cast dtypes")
-
-
-def _check_module_tensors(module: QuantizedModule, weights: Any) -> Iterator[Finding]:
-    params, name = module.params, module.name
-    required = ["weight_scale"] + (["weight_packed", "weight_shape"] if module.format == "pack-quantized" else [])
-    for param in required:
-        if param not in params:
-            yield error("T1", f"{name}.{param}", "missing; loaders run the module with an uninitialized value",
-                        "re-export the module: its compressed tensors are incomplete")
-    if module.format == "pack-quantized" and "weight" in params:
-        yield error("T1", f"{name}.weight", "a leftover dense weight next to weight_packed",
-                    "remove it; the module is stored packed")
-    if "weight_g_idx" in params:
-        yield error("T1", f"{name}.weight_g_idx", "activation ordering is not supported by the scheme")
-    packed, shape = params.get("weight_packed"), params.get("weight_shape")
-    if packed is not None and packed.dtype != "I32":
-        yield error("T1", packed.name, f"weight_packed is {packed.dtype}, expected I32")
-    if shape is not None and (shape.dtype != "I64" or shape.shape != (2,)):
-        yield error("T1", shape.name, f"weight_shape is {shape.dtype} {list(shape.shape)}, expected I64 [2]")
-    if weights is None:
-        return  # K2 reports a module no config group targets
-    bits = weights.num_bits
-    if packed is not None and module.in_features and len(packed.shape) == 2:
-        expected = (module.out_features, math.ceil(module.in_features * bits / 32))
-        if packed.shape != expected:
-            yield error("T1", packed.name, f"shape {list(packed.shape)} does not fit weight_shape "
-                        f"[{module.out_features}, {module.in_features}] at {bits} bits (expected {list(expected)})",
-                        "weight_shape or weight_packed is wrong: re-export the module")
-    scale = params.get("weight_scale")
-    if scale is not None:
-        if scale.dtype not in SCALE_DTYPES:
-            yield error("T1", scale.name, f"scale dtype {scale.dtype}; expected one of {', '.join(SCALE_DTYPES)}")
-        yield from _check_scale_shape(module, scale.name, scale.shape, weights)
-    zero_point = params.get("weight_zero_point")
-    if weights.symmetric and zero_point is not None:
-        yield error("T3", zero_point.name, "a zero point in a symmetric scheme; vLLM does not load it",
-                    "drop weight_zero_point, or declare the scheme asymmetric")
-    if not weights.symmetric and zero_point is None:
-        yield error("T3", f"{name}.weight_zero_point", "missing for an asymmetric scheme",
-                    "re-export: asymmetric schemes store a zero point")
-
-
-def _check_scale_shape(module: QuantizedModule, subject: str, shape: tuple[int, ...], weights: Any) -> Iterator[Finding]:
-    strategy = _text(weights.strategy)
-    out, inp = module.out_features, module.in_features
-    if strategy == "channel":
-        expected: tuple[int | None, ...] = (out, 1)
-    elif strategy == "group" and weights.group_size and inp:
-        if inp % weights.group_size:
-            yield error("T2", module.name, f"in_features {inp} is not a multiple of group size {weights.group_size}")
-            return
-        expected = (out, inp // weights.group_size)
-    elif strategy == "tensor":
-        expected = (1,) if len(shape) == 1 else (1, 1)
-    else:
-        return
-    if tuple(shape) != expected:
-        yield error("T2", subject, f"scale shape {list(shape)} does not fit strategy {strategy!r}"
-                    + (f" with group_size {weights.group_size}" if strategy == "group" else "")
-                    + f" (expected {list(expected)})",
-                    "the config and the tensors describe different schemes: re-export, or fix quantization_config")
-
-
-def _scheme_lookup(config: Any) -> Callable[[str], Any]:
-    """module name -> the weights args of the first config group targeting it ("Linear" targets every Linear)."""
-    groups = [(Matcher([t for t in s.targets if t != "Linear"]), "Linear" in s.targets, s.weights)
-              for s in config.config_groups.values()]
-
-    def lookup(name: str) -> Any:
-        for matcher, linear, weights in groups:
-            if linear or matcher.first(name):
-                return weights
-        return None
-
-    return lookup
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -333,31 +234,38 @@ def _scheme_lookup(config: Any) -> Callable[[str], Any]:
 def check_ignore(checkpoint: Checkpoint) -> Iterator[Finding]:
     config = checkpoint.quantization
     ignore = Matcher(list(config.ignore or []))
-    scheme_of = _scheme_lookup(config)
-    used: set[str] = set()
     for pattern in ignore.patterns:
         try:
             re.compile(pattern.removeprefix("re:"))
         except re.error as problem:
             yield error("K2", f"ignore: {pattern}", f"the regex does not compile: {problem}")
     for module in checkpoint.dense:
-        entry = ignore.first(module)
-        if entry is not None:
-            used.add(entry)
-        elif scheme_of(module) is not None:
-            yield error("K1", module, "a dense Linear that quantization_config.ignore does not cover; vLLM and "
-                        "SGLang build it quantized and fail to load it",
-                        f"add {module!r} to ignore (for MTP layers, 're:^mtp.*')")
+        if module in checkpoint.ignored or module not in checkpoint.targeted:
+            continue
+        if family_of(module) == "router":
+            yield warning("K1", module, "a dense MoE router that quantization_config.ignore does not cover; vLLM "
+                          "builds routers unquantized, other loaders may try to load it quantized",
+                          "add it to ignore (llm-compressor's recipes use 're:.*mlp.gate$')")
+            continue
+        hint = f"add {module!r} to ignore" + (" (for MTP layers, 're:^mtp.*')" if family_of(module) == "mtp" else "")
+        yield error("K1", module, "a dense Linear that quantization_config.ignore does not cover; vLLM and "
+                    "SGLang build it quantized and fail to load it", hint)
     for module in checkpoint.quantized:
-        entry = ignore.first(module)
+        entry = checkpoint.ignored.get(module)
         if entry is not None:
-            used.add(entry)
             yield error("K2", module, f"stored quantized but ignore entry {entry!r} matches it",
                         "remove the entry or store the module dense")
-        elif scheme_of(module) is None:
+        elif module not in checkpoint.targeted:
             yield error("K2", module, "stored quantized but no config group targets it",
-                        "add it to a config group's targets")
+                        "add it to a config group's targets, or store it dense and add it to ignore")
+        elif family_of(module) == "router":
+            yield error("K5", module, "a quantized MoE router: vLLM builds router gates unquantized and cannot load "
+                        "it", "leave the router dense and ignore it ('re:.*mlp.gate$'), as llm-compressor's MoE "
+                        "recipes do")
+    used = set(checkpoint.ignored.values())
     for entry in (e for e in ignore.entries if e not in used):
+        if entry == "lm_head" and checkpoint.tied_embeddings:
+            continue  # tied: lm_head is the embedding matrix, and recipes list it in ignore anyway
         single = Matcher([entry])
         if not any(single.first(module) for module in checkpoint.modules):
             yield warning("K2", f"ignore: {entry}", "matches no module in the checkpoint",
@@ -381,7 +289,9 @@ def check_fused(checkpoint: Checkpoint) -> Iterator[Finding]:
 def _precision(module: QuantizedModule | None) -> str:
     if module is None:
         return "dense"
-    return f"{module.bits}-bit {module.strategy}" + (f"/{module.group_size}" if module.group_size else "")
+    if module.scheme is None:
+        return "quantized, untargeted"
+    return f"{module.scheme.name} {module.strategy}" + (f"/{module.group_size}" if module.group_size else "")
 
 
 def check_families(checkpoint: Checkpoint, variant: Variant) -> Iterator[Finding]:

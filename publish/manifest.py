@@ -19,8 +19,13 @@ from .yamlsource import dotted, line_of, parse_yaml
 
 DEFAULT_MANIFEST = "branches.yaml"
 
-# Module families a card can name as unquantized. They are the vocabulary `hubpub check` maps tensor names onto.
-FAMILIES = ("visual", "mtp", "self_attn", "linear_attn", "mlp", "embed_tokens", "lm_head")
+# Module families a card can name as unquantized, in card order. They are the vocabulary `hubpub check` maps any
+# model's module names onto (families.py): attention of any name is self_attn; a mixture of experts adds the
+# routed experts, the shared experts and the router gates.
+FAMILIES = (
+    "visual", "mtp", "self_attn", "linear_attn", "mlp", "experts", "shared_experts", "router", "embed_tokens",
+    "lm_head",
+)
 
 # Table rows a variant may ask to be emphasised (bold) in the comparison table.
 HIGHLIGHTABLE = (
@@ -97,8 +102,9 @@ class Variant(_Model):
     @field_validator("group_size")
     @classmethod
     def _group_size_is_meaningful(cls, value: int) -> int:
-        if value == 0 or value < -1:
-            raise ValueError(f"group size {value} means nothing; use -1 for per-channel or a positive group size")
+        if value < -1:
+            raise ValueError(f"group size {value} means nothing; use -1 for per-channel, 0 for per-tensor or a "
+                             "positive group size")
         return value
 
     @field_validator("unquantized")

@@ -141,9 +141,16 @@ def missing(variant: Variant, location: str, message: str, hint: str = "") -> Va
 
 
 def agreed_facts(manifest: Manifest, found: Mapping[str, WeightFacts]) -> dict[str, WeightFacts]:
-    """`found`, once every variant's manifest entry agrees with it; FactMismatch names each difference."""
+    """`found`, once every variant's manifest entry agrees with it; FactMismatch names each difference, or why the
+    weights cannot back a card at all (an unsupported format, tensors that contradict the config)."""
     for branch, facts in found.items():
         variant = manifest.variant(branch)
+        if facts.refusal is not None:
+            raise FactMismatch(
+                f"variant {branch!r}: the weights at {variant.path} cannot back a card: {facts.refusal}",
+                file=manifest.source,
+                hint="run `hubpub check` to see every finding; hubpub never writes a card it cannot prove",
+            )
         differences = compare_facts(variant, facts)
         if differences:
             raise FactMismatch(

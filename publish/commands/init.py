@@ -64,20 +64,23 @@ def manifest_document(checkpoints: list[Checkpoint], *, repo_id: str | None, bas
         "license": f"{TODO}: the base model's license id, e.g. apache-2.0",
         "pipeline_tag": pipeline or f"{TODO}: e.g. text-generation",
         "library_name": "transformers",
-        "tags": ["compressed-tensors"] + sorted({f"int{v['bits']}" for v in variants}),
+        "tags": ["compressed-tensors"] + sorted({_tag(v["scheme"], v["bits"]) for v in variants}),
         "variants": variants,
     }
 
 
 def _variant(checkpoint: Checkpoint, facts: WeightFacts, branch: str, base: Path) -> dict[str, Any]:
-    if facts.bits is None or facts.group_size is None or facts.symmetric is None:
-        raise UsageError(f"{checkpoint.location}: the weights do not show one quantization scheme",
-                         hint="run `hubpub check` on a manifest for this folder to see why")
+    if facts.refusal is not None:
+        raise UsageError(f"{checkpoint.location}: {facts.refusal}",
+                         hint="run `hubpub check` on a manifest for this folder to see every finding")
+    if facts.scheme is None or facts.bits is None or facts.group_size is None or facts.symmetric is None:
+        raise UsageError(f"{checkpoint.location}: the config's groups do not share one quantization scheme",
+                         hint="write this variant's scheme in branches.yaml by hand; hubpub does not guess")
     return {
         "branch": branch,
         "path": _relative(Path(checkpoint.location), base),
         "method": {"name": f"{TODO}: e.g. AutoRound"},
-        "scheme": f"W{facts.bits}A{_activation_bits(checkpoint)}",
+        "scheme": facts.scheme,
         "bits": facts.bits,
         "group_size": facts.group_size,
         "symmetric": facts.symmetric,
@@ -87,12 +90,12 @@ def _variant(checkpoint: Checkpoint, facts: WeightFacts, branch: str, base: Path
     }
 
 
-def _activation_bits(checkpoint: Checkpoint) -> int:
-    config = checkpoint.quantization
-    if config is None:
-        return 16
-    bits = {s.input_activations.num_bits for s in config.config_groups.values() if s.input_activations}
-    return bits.pop() if len(bits) == 1 else 16
+def _tag(scheme: str, bits: int) -> str:
+    """int8, int4 for integer schemes; the scheme's own name (fp8, nvfp4) otherwise."""
+    name = scheme.lower()
+    if name.startswith("w"):
+        return f"int{bits}"
+    return name.split("-")[0].removesuffix("a16")
 
 
 def _branch_name(position: int, facts: WeightFacts, folder: str, taken: set[str]) -> str:
