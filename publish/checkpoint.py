@@ -236,6 +236,9 @@ def _parse_quantization(
     from compressed_tensors.quantization import QuantizationConfig
     from pydantic import ValidationError
 
+    top = raw.get("format")
+    if isinstance(top, str) and top not in ("mixed-precision", "dense", "fakequant") and why_unsupported(top):
+        return None, None, {}, why_unsupported(top)
     cleaned, legacy = strip_legacy_actorder(raw)
     try:
         config = QuantizationConfig.model_validate(cleaned)

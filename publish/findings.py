@@ -20,6 +20,7 @@ from .manifest import FAMILIES, Variant
 from .tensorset import module_problems
 
 Severity = Literal["error", "warning"]
+REPEATS_SHOWN = 3  # findings shown per (code, parameter) before the rest are counted in one
 # Shards that vLLM fuses into one layer must share precision and scheme (its packed_modules_mapping).
 FUSED_GROUPS = (
     ("q_proj", "k_proj", "v_proj"),
@@ -211,9 +212,19 @@ def check_index(checkpoint: Checkpoint) -> Iterator[Finding]:
 
 
 def check_tensors(checkpoint: Checkpoint) -> Iterator[Finding]:
+    # One wrong config repeats the same problem on every module: name a few, then count the rest.
+    repeated: dict[tuple[str, str], list[str]] = {}
     for module in checkpoint.quantized.values():
         for problem in module_problems(module):
-            yield error(problem.code, problem.subject, problem.message, problem.hint)
+            same = repeated.setdefault((problem.code, problem.subject.rpartition(".")[2]), [])
+            same.append(problem.subject)
+            if len(same) <= REPEATS_SHOWN:
+                yield error(problem.code, problem.subject, problem.message, problem.hint)
+    for (code, param), subjects in repeated.items():
+        if len(subjects) > REPEATS_SHOWN:
+            yield error(code, f"{param} of {len(subjects) - REPEATS_SHOWN} more modules",
+                        f"the same problem as above in {len(subjects) - REPEATS_SHOWN} more modules "
+                        f"(e.g. {subjects[REPEATS_SHOWN]})", "fix the cause once: usually the config or the export")
     dtypes = [t.dtype for t in checkpoint.tensors.values() if t.param in ("weight", "bias")
               and t.module not in checkpoint.quantized and t.dtype in ("F32", "F16", "BF16")]
     usual = max(set(dtypes), key=dtypes.count) if dtypes else None

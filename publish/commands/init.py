@@ -99,10 +99,14 @@ def _tag(scheme: str, bits: int) -> str:
 
 
 def _branch_name(position: int, facts: WeightFacts, folder: str, taken: set[str]) -> str:
-    """main for the first folder; then gs<N> for group sizes, else the folder name when git accepts it."""
+    """main for the first folder; then gs<N> for integer schemes in groups, else the scheme's name (fp8-dynamic,
+    nvfp4), else the folder name, when git accepts it."""
     candidates = ["main"] if position == 0 else []
-    if facts.group_size and facts.group_size > 0:
+    integer = (facts.scheme or "").startswith("W")
+    if integer and facts.group_size and facts.group_size > 0:
         candidates.append(f"gs{facts.group_size}")
+    elif facts.scheme:
+        candidates.append(facts.scheme.lower())
     candidates += [folder, f"variant-{position + 1}"]
     for candidate in candidates:
         try:
