@@ -10,17 +10,22 @@ file whose size does not match its header. The quantization config is found and 
 
 from __future__ import annotations
 
+import gc
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError
 from .families import NOT_LINEAR, family_of
 from .formats import Scheme, check_scheme, resolve_format, solve_in_features, strip_legacy_actorder, why_unsupported
+
+if TYPE_CHECKING:
+    from .tensorset import Problem
 
 INDEX_FILE = "model.safetensors.index.json"
 CONFIG_FILE = "config.json"
@@ -39,18 +44,16 @@ class Tensor:
     dtype: str
     shape: tuple[int, ...]
     shard: str
+    # Derived once: a 56k-tensor MoE asks for them several times per tensor.
+    module: str = field(init=False, compare=False)
+    param: str = field(init=False, compare=False)
+    nbytes: int = field(init=False, compare=False)
 
-    @property
-    def module(self) -> str:
-        return self.name.rpartition(".")[0]
-
-    @property
-    def param(self) -> str:
-        return self.name.rpartition(".")[2]
-
-    @property
-    def nbytes(self) -> int:
-        return math.prod(self.shape) * DTYPE_BYTES.get(self.dtype, 0)
+    def __post_init__(self) -> None:
+        module, _, param = self.name.rpartition(".")
+        object.__setattr__(self, "module", module)
+        object.__setattr__(self, "param", param)
+        object.__setattr__(self, "nbytes", math.prod(self.shape) * DTYPE_BYTES.get(self.dtype, 0))
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,14 @@ class Checkpoint:
     def total_bytes(self) -> int:
         """Bytes of all safetensors files: what the weights weigh on disk and on the Hub."""
         return sum(self.files[name] for name in self.shards)
+
+    @cached_property
+    def problems(self) -> Mapping[str, tuple[Problem, ...]]:
+        """Each quantized module's disagreements with its scheme's tensor set (tensorset.py), computed once for
+        the checks and the facts."""
+        from .tensorset import module_problems
+
+        return {name: tuple(module_problems(module)) for name, module in self.quantized.items()}
 
     @property
     def tied_embeddings(self) -> bool:
@@ -346,6 +357,24 @@ def _families(
 
 def read_checkpoint(folder: Path) -> Checkpoint:
     """Read a local checkpoint folder (headers, index, config.json, sidecar) into a Checkpoint."""
+    with without_gc():
+        return _read_checkpoint(folder)
+
+
+@contextmanager
+def without_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a 56k-tensor MoE allocates a few hundred thousand small acyclic objects,
+    and with torch's heap loaded each collection they trigger rescans it all (a second of a 1.5 s read)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read_checkpoint(folder: Path) -> Checkpoint:
     from huggingface_hub import parse_local_safetensors_file_metadata
     from huggingface_hub.errors import SafetensorsParsingError
     from safetensors import SafetensorError, safe_open

@@ -57,23 +57,20 @@ def _only(values: Iterable[T]) -> T | None:
 
 def derive_facts(checkpoint: Checkpoint) -> WeightFacts:
     """The config's scheme, as far as every quantized module's tensors prove it; the scale dtype as stored."""
-    from .tensorset import module_problems
-
     modules = list(checkpoint.quantized.values())
-    schemes = [m.scheme for m in modules if m.scheme is not None]
+    used = [m.scheme for m in modules if m.scheme is not None]
+    schemes = list({id(s): s for s in used}.values())  # one per config group
     scale = _only(m.scale_dtype for m in modules)
     refusal = f"{CONFIG_FILE}: {checkpoint.unsupported}" if checkpoint.unsupported else None
     if refusal is None and checkpoint.quantization_error:
         refusal = f"compressed-tensors refuses the quantization_config: {checkpoint.quantization_error}"
-    if refusal is None and len(schemes) < len(modules):
+    if refusal is None and len(used) < len(modules):
         untargeted = sorted(m.name for m in modules if m.scheme is None)
         refusal = f"{len(untargeted)} quantized module(s) have no config group (e.g. {untargeted[0]})"
     if refusal is None:
-        for module in modules:
-            problem = next(iter(module_problems(module)), None)
-            if problem is not None:
-                refusal = f"the tensors do not prove the config's scheme: {problem.subject}: {problem.message}"
-                break
+        problem = next((found[0] for found in checkpoint.problems.values() if found), None)
+        if problem is not None:
+            refusal = f"the tensors do not prove the config's scheme: {problem.subject}: {problem.message}"
     return WeightFacts(
         bits=_only(s.bits for s in schemes),
         group_size=_only(s.group_size for s in schemes),

@@ -9,6 +9,7 @@ plus a shared expert's own gate), then `embed_tokens` and `lm_head`. What fits n
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 VISION = frozenset({"visual", "vision_tower", "vision_model", "vision", "vision_encoder", "image_encoder"})
 ATTENTION = frozenset({"self_attn", "attn", "attention", "self_attention"})
@@ -21,6 +22,7 @@ ROUTER_LEAVES = frozenset({"gate", "router", "shared_expert_gate"})
 NOT_LINEAR = re.compile(r"(^|\.)(embed_tokens|pos_embed|position_embeddings|word_embeddings|wte|wpe|embeddings?)$")
 
 
+@lru_cache(maxsize=1 << 16)
 def family_of(module: str) -> str:
     """The family a card talks about for `module` (see the module docstring)."""
     parts = module.split(".")

@@ -17,7 +17,6 @@ from .facts import SIZE_TOLERANCE, same_scheme_name, size_matches
 from .families import family_of
 from .formats import Scheme, supported_formats, text
 from .manifest import FAMILIES, Variant
-from .tensorset import module_problems
 
 Severity = Literal["error", "warning"]
 REPEATS_SHOWN = 3  # findings shown per (code, parameter) before the rest are counted in one
@@ -188,11 +187,15 @@ def check_index(checkpoint: Checkpoint) -> Iterator[Finding]:
     for shard in sorted(set(checkpoint.shards) - referenced):
         yield error("I1", shard, "a safetensors file the index does not reference; loaders never read it",
                     "delete the leftover file, or add its tensors to the index")
-    for name, shard in sorted(weight_map.items()):
-        tensor = checkpoint.tensors.get(name)
-        if tensor is None and shard in checkpoint.files and shard not in checkpoint.unreadable:
+    tensors = checkpoint.tensors
+    # Sorted only where something is wrong: a 56k-entry weight_map is mostly right.
+    misplaced = [(name, shard) for name, shard in weight_map.items()
+                 if (tensors[name].shard != shard if name in tensors else shard in checkpoint.files)]
+    for name, shard in sorted(misplaced):
+        tensor = tensors.get(name)
+        if tensor is None and shard not in checkpoint.unreadable:
             yield error("I2", name, f"the index maps it to {shard}, which does not hold it", "fix the index")
-        elif tensor is not None and name not in checkpoint.duplicates and tensor.shard != shard:
+        elif tensor is not None and name not in checkpoint.duplicates:
             yield error("I2", name, f"the index maps it to {shard} but it is in {tensor.shard}", "fix the index")
     for name in sorted(set(checkpoint.tensors) - set(weight_map)):
         yield error("I2", name, f"stored in {checkpoint.tensors[name].shard} but missing from the index",
@@ -214,8 +217,8 @@ def check_index(checkpoint: Checkpoint) -> Iterator[Finding]:
 def check_tensors(checkpoint: Checkpoint) -> Iterator[Finding]:
     # One wrong config repeats the same problem on every module: name a few, then count the rest.
     repeated: dict[tuple[str, str], list[str]] = {}
-    for module in checkpoint.quantized.values():
-        for problem in module_problems(module):
+    for problems in checkpoint.problems.values():
+        for problem in problems:
             same = repeated.setdefault((problem.code, problem.subject.rpartition(".")[2]), [])
             same.append(problem.subject)
             if len(same) <= REPEATS_SHOWN:

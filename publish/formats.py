@@ -23,7 +23,7 @@ import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 # compressed-tensors' own format names for the sparse family it no longer registers (0.20 dropped them).
@@ -74,15 +74,15 @@ class Scheme:
     def inputs(self) -> Any:
         return self.ct.input_activations
 
-    @property
+    @cached_property
     def bits(self) -> int:
         return int(self.weights.num_bits)
 
-    @property
+    @cached_property
     def strategy(self) -> str:
         return text(self.weights.strategy)
 
-    @property
+    @cached_property
     def group_size(self) -> int:
         """-1 per channel, as the manifest writes it; 0 per tensor; the block's columns for block scales."""
         if self.strategy == "channel":
@@ -93,15 +93,15 @@ class Scheme:
             return int(self.weights.block_structure[1])
         return 0
 
-    @property
+    @cached_property
     def symmetric(self) -> bool:
         return bool(self.weights.symmetric)
 
-    @property
+    @cached_property
     def weight_type(self) -> str:
         return type_name(self.weights)
 
-    @property
+    @cached_property
     def activation_type(self) -> str:
         """What the activations are at inference: BF16/FP16 ("16-bit") when not quantized."""
         if self.inputs is None:
@@ -109,7 +109,7 @@ class Scheme:
         kind = "dynamic" if self.inputs.dynamic else "static"
         return f"{type_name(self.inputs)} ({kind}, per {text(self.inputs.strategy)})"
 
-    @property
+    @cached_property
     def name(self) -> str:
         return scheme_name(self.weights, self.inputs, self.format)
 

@@ -132,8 +132,11 @@ def examine_variant(
 
 
 def report_for(checkpoint: Checkpoint, variant: Variant, source: str) -> VariantReport:
-    return VariantReport(variant.branch, checkpoint.location, source, collect_findings(checkpoint, variant),
-                         derive_facts(checkpoint))
+    from .checkpoint import without_gc
+
+    with without_gc():  # tens of thousands of small objects on a 56k-tensor model; see without_gc
+        return VariantReport(variant.branch, checkpoint.location, source, collect_findings(checkpoint, variant),
+                             derive_facts(checkpoint))
 
 
 def missing(variant: Variant, location: str, message: str, hint: str = "") -> VariantReport:
