@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,10 +106,28 @@ class HashCache:
             self._dirty = True
         return found
 
-    def prefetch(self, paths: Iterable[Path], workers: int = 2) -> Prefetch:
-        """Start hashing `paths` in background threads (hashlib releases the GIL) so it overlaps other work."""
+    def prefetch(
+        self, paths: Iterable[Path], workers: int = 2, progress: Callable[[Path, int, int], None] | None = None
+    ) -> Prefetch:
+        """Start hashing `paths` in background threads (hashlib releases the GIL) so it overlaps other work.
+
+        `progress(path, done_bytes, total_bytes)` is called (from a worker thread) as each file is done.
+        """
+        paths = list(paths)
+        total = sum(path.stat().st_size for path in paths)
+        done = [0]
+        lock = threading.Lock()
+
+        def digest(path: Path) -> Digest:
+            found = self.digest(path)
+            if progress is not None:
+                with lock:
+                    done[0] += found.size
+                    progress(path, done[0], total)
+            return found
+
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hubpub-hash")
-        return Prefetch(pool, [pool.submit(self.digest, path) for path in paths])
+        return Prefetch(pool, [pool.submit(digest, path) for path in paths])
 
     def save(self) -> None:
         if self.location is None or not self._dirty:

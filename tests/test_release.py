@@ -108,7 +108,7 @@ def test_a_tag_publishes_cards_only_and_tags_both_revisions(published: Path, hub
     assert not [r for r in hub.requests if r.path.startswith("/_lfs/")]
     tags = {t.name: t.target_commit for t in Hub(hub.url, HUB_TOKEN)._api.list_repo_refs(REPO).tags}
     assert tags == {"v1.0.0-main": repo.commit("main").hexsha, "v1.0.0-gs128": repo.commit("gs128").hexsha}
-    assert "card-only push" in run.output and HUB_TOKEN not in run.output
+    assert "card-only: the weights on the Hub revision were checked" in run.output and HUB_TOKEN not in run.output
 
 
 def test_a_branch_tag_publishes_that_variant_only(published: Path, hub: HubServer) -> None:
