@@ -65,7 +65,7 @@ def verbosity_options(command: F) -> F:
         return command(*args, verbosity=-1 if quiet else min(verbose, 1), **kwargs)
 
     wrapper = click.option("--verbose", "-v", count=True, help="Say more (progress lines without a terminal).")(wrapper)
-    wrapper = click.option("--quiet", "-q", is_flag=True, help="Print only results and errors.")(wrapper)
+    wrapper = click.option("--quiet", "-q", is_flag=True, help="Print only errors (and reports asked for: --json, check findings, diffs).")(wrapper)
     return wrapper  # type: ignore[return-value]
 
 

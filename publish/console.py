@@ -34,6 +34,13 @@ class Console:
         self.bars = bars_enabled() if bars is None else bars
         self._bars: dict[str, Any] = {}
         self.variants: dict[str, dict[str, Any]] = {}
+        # huggingface_hub draws its own bars (per LFS upload, header parsing); they follow ours.
+        self._silenced = False
+        if not self.bars or verbosity <= QUIET:
+            from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+
+            self._silenced = not are_progress_bars_disabled()
+            disable_progress_bars()
 
     def __call__(self, event: Event) -> None:
         self._record(event)
@@ -66,6 +73,11 @@ class Console:
 
     def close(self) -> None:
         self._close_bars()
+        if self._silenced:
+            from huggingface_hub.utils import enable_progress_bars
+
+            enable_progress_bars()
+            self._silenced = False
 
     # -- the JSON report ------------------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ from publish.hashcache import HashCache
 from publish.hub import Hub
 from publish.manifest import load_manifest
 
-from .conftest import HUB_TOKEN, hubpub, point_manifest
+from .conftest import HUB_TOKEN, hubpub, hubpub_subprocess, point_manifest
 from .hubserver import HubServer
 
 REPO = "Minachist/Qwen3.6-27B-INT8-AutoRound"
@@ -136,7 +135,9 @@ def test_push_tag_tags_each_variant_commit(weighed: Path, hub: HubServer) -> Non
 
 
 def test_push_cli_prints_the_table_and_commit_url(weighed: Path, hub: HubServer) -> None:
-    done = hubpub_cli("push", "--manifest", str(weighed), "--branch", "gs128", hub=hub, cwd=weighed.parent)
+    # End to end: the installed CLI in its own process.
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": HUB_TOKEN}
+    done = hubpub_subprocess("push", "--manifest", str(weighed), "--branch", "gs128", cwd=weighed.parent, env=env)
     assert done.returncode == 0, done.stderr
     assert f"gs128: committed {hub.url}/{REPO}/commit/" in done.stdout
     assert "gs128: verified" in done.stderr
