@@ -61,13 +61,21 @@ def digest_file(path: Path) -> Digest:
 
 @dataclass
 class Prefetch:
-    """Hashing running in the background: `wait()` for it (raising what it raised), or `cancel()` it."""
+    """Hashing running in the background: take one file's digest with `result(path)`, `wait()` for all of it
+    (raising what it raised), or `cancel()` it."""
 
     pool: ThreadPoolExecutor
-    jobs: list[Future[Digest]]
+    jobs: dict[Path, Future[Digest]]
+    cache: HashCache
+
+    def result(self, path: Path) -> Digest:
+        """The digest of a file, waiting for it if it is still being hashed (a file not prefetched is hashed
+        now, through the cache)."""
+        job = self.jobs.get(path)
+        return job.result() if job is not None else self.cache.digest(path)
 
     def wait(self) -> None:
-        for job in self.jobs:
+        for job in self.jobs.values():
             job.result()
         self.pool.shutdown()
 
@@ -113,7 +121,7 @@ class HashCache:
 
         `progress(path, done_bytes, total_bytes)` is called (from a worker thread) as each file is done.
         """
-        paths = list(paths)
+        paths = list(dict.fromkeys(paths))
         total = sum(path.stat().st_size for path in paths)
         done = [0]
         lock = threading.Lock()
@@ -127,7 +135,7 @@ class HashCache:
             return found
 
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hubpub-hash")
-        return Prefetch(pool, [pool.submit(digest, path) for path in paths])
+        return Prefetch(pool, {path: pool.submit(digest, path) for path in dict.fromkeys(paths)}, self)
 
     def save(self) -> None:
         if self.location is None or not self._dirty:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -64,6 +65,7 @@ class Hub:
         self._sleep = sleep
         self.emit = emit  # retries are reported through it as they happen
         self._operations: dict[tuple[str, str, str], Any] = {}
+        self._lock = threading.Lock()  # uploads run in a few threads
 
     @classmethod
     def from_environment(cls) -> Hub:
@@ -277,12 +279,13 @@ class Hub:
         """One CommitOperationAdd per branch, file and content: an object uploaded ahead is marked so by
         huggingface_hub, and the commit then sends its pointer only. A commit takes its operations (huggingface_hub
         refuses to commit one twice)."""
-        key = (branch, file.path, file.sha256)
-        op = self._operations.pop(key, None) if taken else self._operations.get(key)
-        if op is None:
-            op = _new_operation(file)
-            if not taken:
-                self._operations[key] = op
+        key = (branch, file.path, _sha256(file))
+        with self._lock:
+            op = self._operations.pop(key, None) if taken else self._operations.get(key)
+            if op is None:
+                op = _new_operation(file)
+                if not taken:
+                    self._operations[key] = op
         return op
 
     def _call(self, request: Callable[[], T], what: str) -> T:
@@ -350,8 +353,14 @@ def _new_operation(file: LocalFile) -> Any:
 
     op = CommitOperationAdd(path_in_repo=file.path, path_or_fileobj=file.content or str(file.source))
     # Hand over the digest we already have (cached): huggingface_hub would otherwise read the file again.
-    op.upload_info.sha256 = bytes.fromhex(file.sha256)
+    op.upload_info.sha256 = bytes.fromhex(_sha256(file))
     return op
+
+
+def _sha256(file: LocalFile) -> str:
+    if file.sha256 is None:
+        raise ValueError(f"{file.path} must be hashed before it is uploaded")
+    return file.sha256
 
 
 def _hub_message(error: BaseException) -> str:

@@ -9,8 +9,10 @@ landed commit.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,15 +32,18 @@ from ..events import (
     Verified,
     ignore,
 )
-from ..hashcache import HashCache
+from ..hashcache import HashCache, Prefetch
 from ..hub import Commit, Hub, RemoteState
-from ..localfiles import file_set, hashed, walk
+from ..localfiles import file_set, shared_files, unhashed, walk, with_digest
 from ..manifest import Manifest, Variant
 from ..plan import LocalFile, Plan, make_plan
 from ..provenance import Provenance, read_provenance
 from ..report import Report, agreed_facts, examine
 from ..reportcache import ReportCache
 from ..verify import verify
+
+# LFS uploads in flight at once, as huggingface_hub's own commit does a few at a time.
+UPLOAD_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -106,20 +111,18 @@ def push(
         _require_folders(manifest, variants)
     # Walked once: unsafe files are refused before any request, and the same paths are hashed and uploaded.
     walked = {v.branch: [] if card_only else walk(manifest.variant_path(v).resolve()) for v in variants}
-    # Hash while the checks run: both take seconds on real weights, and hashing releases the GIL.
-    hashing = cache.prefetch([path for paths in walked.values() for path in paths], progress=_hash_progress(emit))
+    # Hashing runs in the background from here on: during the checks, and later alongside the uploads, which take
+    # each file as soon as its digest is known.
+    shared = list(shared_files(manifest).values())
+    hashing = cache.prefetch([*(path for paths in walked.values() for path in paths), *shared],
+                             progress=_hash_progress(emit))
     try:
         report = _checked(manifest, variants, hub, report_cache, card_only)
-    except BaseException:
-        hashing.cancel()
-        raise
-    hashing.wait()
-    emit(Checked(report.summary()))
-    facts = agreed_facts(manifest, report.facts())
-    env = make_environment(manifest.root / "templates")
-    provenance = read_provenance(manifest.root)
-    results = []
-    try:
+        emit(Checked(report.summary()))
+        facts = agreed_facts(manifest, report.facts())
+        env = make_environment(manifest.root / "templates")
+        provenance = read_provenance(manifest.root)
+        results = []
         for variant in variants:
             card = render_card(manifest, variant, env=env, facts=facts, provenance=provenance)
             files = file_set(manifest, variant, card, walked[variant.branch])
@@ -128,8 +131,12 @@ def push(
                 notes = ("card-only: the weights on the Hub revision were checked and are left as they are", *notes)
             for note in notes:
                 emit(Note(variant.branch, note))
-            local = hashed(files, cache)
-            results.append(_push_variant(manifest, variant, local, hub, options, provenance, report, notes, emit))
+            step = _VariantStep(manifest, variant, unhashed(files), hub, options, hashing, emit)
+            results.append(step.run(provenance, report, notes))
+        hashing.wait()
+    except BaseException:
+        hashing.cancel()
+        raise
     finally:
         cache.save()
     return PushResult(tuple(results), cache.hashed_bytes)
@@ -176,65 +183,84 @@ def _checked(
     return report
 
 
-def _push_variant(
-    manifest: Manifest,
-    variant: Variant,
-    local: Sequence[LocalFile],
-    hub: Hub,
-    options: Options,
-    provenance: Provenance,
-    report: Report,
-    notes: tuple[str, ...],
-    emit: Emit,
-) -> VariantPush:
-    repo_id, branch = manifest.repo_id, variant.branch
-    state = hub.remote_state(repo_id, branch)
-    if not options.dry_run:
-        if not state.repo_exists:
-            hub.ensure_repo(repo_id, manifest.private)
-            state = hub.remote_state(repo_id, branch)
-        if not state.branch_exists:
-            # Start from the first commit (only .gitattributes): a new branch inherits no other variant's files.
-            head = hub.create_branch(repo_id, branch, state.start)
-            state = RemoteState(True, True, head, None, hub.files_at(repo_id, head), state.tags)
-    planned = _plan(manifest, variant, local, state, options)
-    emit(Planned(planned))
-    tag = release_tag(options.tag, branch) if options.tag else None
-    if tag:
-        _refuse_moving_tag(repo_id, tag, state, planned)
-    if options.dry_run:
-        return VariantPush(branch, planned, tag=tag, notes=notes)
-    if planned.is_noop:
-        emit(Unchanged(branch))
-        if tag and state.head:
-            _tag(hub, repo_id, branch, tag, state.head, state, emit)
-        return VariantPush(branch, planned, None, tag, (*notes, "unchanged: nothing to commit"))
-    _upload(hub, planned, emit)
-    title = options.message or f"Publish {branch} with hubpub {__version__}"
-    commit = hub.commit(
-        repo_id, branch,
-        additions=[c.local for c in planned.uploads if c.local is not None],
-        deletions=[c.path for c in planned.deletions],
-        parent=planned.parent_commit or "",
-        title=title,
-        description=_description(planned, provenance, report.summary(), uuid.uuid4().hex),
-    )
-    emit(Committed(branch, commit.oid, commit.url))
-    verify(hub, planned, commit.oid, local)
-    emit(Verified(branch, commit.oid))
-    if tag:
-        _tag(hub, repo_id, branch, tag, commit.oid, state, emit)
-    return VariantPush(branch, planned, commit, tag, notes)
+@dataclass
+class _VariantStep:
+    """One variant's push: plan against its revision, upload each file as soon as it is hashed, commit once,
+    verify, tag."""
 
+    manifest: Manifest
+    variant: Variant
+    local: list[LocalFile]
+    hub: Hub
+    options: Options
+    hashing: Prefetch
+    emit: Emit
 
-def _upload(hub: Hub, planned: Plan, emit: Emit) -> None:
-    """Send the LFS content file by file before the commit, reporting each; the commit then sends pointers."""
-    uploads = [c.local for c in planned.uploads if c.local is not None and c.local.source is not None]
-    total, done = sum(f.size for f in uploads), 0
-    for file in uploads:
-        hub.upload_objects(planned.repo_id, planned.branch, [file])
-        done += file.size
-        emit(Progress("uploading", planned.branch, file.path, done, total))
+    def digest(self, file: LocalFile) -> LocalFile:
+        """`file` with its digest, waiting for the background hashing if it is not done yet."""
+        if file.hashed or file.source is None:
+            return file
+        return with_digest(file, self.hashing.result(file.source))
+
+    def run(self, provenance: Provenance, report: Report, notes: tuple[str, ...]) -> VariantPush:
+        repo_id, branch, options, hub = self.manifest.repo_id, self.variant.branch, self.options, self.hub
+        state = hub.remote_state(repo_id, branch)
+        if not options.dry_run:
+            if not state.repo_exists:
+                hub.ensure_repo(repo_id, self.manifest.private)
+                state = hub.remote_state(repo_id, branch)
+            if not state.branch_exists:
+                # Start from the first commit (only .gitattributes): a new branch inherits no other variant's files.
+                head = hub.create_branch(repo_id, branch, state.start)
+                state = RemoteState(True, True, head, None, hub.files_at(repo_id, head), state.tags)
+        planned = make_plan(
+            repo_id, branch, self.local, state.files, parent_commit=state.head or state.start,
+            repo_exists=state.repo_exists, branch_exists=state.branch_exists, prune=options.prune,
+            card_only=options.card_only, digest=self.digest,
+        )
+        self.emit(Planned(planned))
+        tag = release_tag(options.tag, branch) if options.tag else None
+        if tag:
+            _refuse_moving_tag(repo_id, tag, state, planned)
+        if options.dry_run:
+            return VariantPush(branch, planned, tag=tag, notes=notes)
+        if planned.is_noop:
+            self.emit(Unchanged(branch))
+            if tag and state.head:
+                _tag(hub, repo_id, branch, tag, state.head, state, self.emit)
+            return VariantPush(branch, planned, None, tag, (*notes, "unchanged: nothing to commit"))
+        additions = self._upload(planned)
+        local = [self.digest(file) for file in self.local]
+        commit = hub.commit(
+            repo_id, branch, additions=additions, deletions=[c.path for c in planned.deletions],
+            parent=planned.parent_commit or "",
+            title=options.message or f"Publish {branch} with hubpub {__version__}",
+            description=_description(planned, provenance, report.summary(), uuid.uuid4().hex),
+        )
+        self.emit(Committed(branch, commit.oid, commit.url))
+        verify(hub, planned, commit.oid, local)
+        self.emit(Verified(branch, commit.oid))
+        if tag:
+            _tag(hub, repo_id, branch, tag, commit.oid, state, self.emit)
+        return VariantPush(branch, planned, commit, tag, notes)
+
+    def _upload(self, planned: Plan) -> list[LocalFile]:
+        """Upload each file's LFS content as soon as its digest is known (file N uploads while N+1 is hashed), a
+        few at a time, reporting each; the commit then sends pointers only. Returns the additions, hashed."""
+        pending = [c.local for c in planned.uploads if c.local is not None]
+        total, done, lock = sum(f.size for f in pending if f.source is not None), [0], threading.Lock()
+
+        def upload(file: LocalFile) -> LocalFile:
+            file = self.digest(file)
+            if file.source is not None:
+                self.hub.upload_objects(planned.repo_id, planned.branch, [file])
+                with lock:
+                    done[0] += file.size
+                    self.emit(Progress("uploading", planned.branch, file.path, done[0], total))
+            return file
+
+        with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS, thread_name_prefix="hubpub-upload") as pool:
+            return list(pool.map(upload, pending))
 
 
 def release_tag(tag: str, branch: str) -> str:
@@ -260,15 +286,6 @@ def _tag(hub: Hub, repo_id: str, branch: str, tag: str, commit: str, state: Remo
     if created:
         hub.create_tag(repo_id, tag, commit, f"hubpub release {tag}")
     emit(Tagged(branch, tag, commit, created))
-
-
-def _plan(manifest: Manifest, variant: Variant, local: Sequence[LocalFile], state: RemoteState, options: Options
-          ) -> Plan:
-    return make_plan(
-        manifest.repo_id, variant.branch, local, state.files,
-        parent_commit=state.head or state.start, repo_exists=state.repo_exists,
-        branch_exists=state.branch_exists, prune=options.prune, card_only=options.card_only,
-    )
 
 
 def _description(planned: Plan, provenance: Provenance, checks: str, push_id: str) -> str:
