@@ -47,10 +47,26 @@ def _reports_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _load(manifest: str) -> Any:
+def _load(manifest: str, allow_todo: bool = False) -> Any:
     from .manifest import load_manifest
 
-    return load_manifest(Path(manifest))
+    return load_manifest(Path(manifest), allow_todo=allow_todo)
+
+
+def verbosity_options(command: F) -> F:
+    """-q/--quiet and -v/--verbose, folded into one `verbosity` argument: -1 quiet, 0 normal, 1 verbose."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, quiet: bool, verbose: int, **kwargs: Any) -> Any:
+        if quiet and verbose:
+            from .errors import UsageError
+
+            raise UsageError("give at most one of -q/--quiet and -v/--verbose")
+        return command(*args, verbosity=-1 if quiet else min(verbose, 1), **kwargs)
+
+    wrapper = click.option("--verbose", "-v", count=True, help="Say more (progress lines without a terminal).")(wrapper)
+    wrapper = click.option("--quiet", "-q", is_flag=True, help="Print only errors (and reports asked for: --json, check findings, diffs).")(wrapper)
+    return wrapper  # type: ignore[return-value]
 
 
 manifest_option = click.option(
@@ -84,23 +100,26 @@ def main() -> None:
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Where to write <branch>/README.md (default: cards/ next to the manifest).")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 and print a diff if a card on disk is out of date.")
+@verbosity_options
 @_reports_errors
-def render(manifest: str, branch: str | None, out: Path | None, check: bool) -> None:
+def render(manifest: str, branch: str | None, out: Path | None, check: bool, verbosity: int) -> None:
     """Render each variant's README.md from the manifest and the templates.
 
     Works offline and without weights. When a variant's checkpoint folder is present, the size, bits, group
     size, symmetry, scale dtype and unquantized families come from its weights, and any disagreement with the
-    manifest is an error. A templates/ folder next to the manifest overrides the default templates file by file.
+    manifest is an error; a report recorded by `hubpub check` for unchanged weights is reused. A templates/ folder
+    next to the manifest overrides the default templates file by file.
     """
     from .commands.render import render as render_cards
 
-    result = render_cards(_load(manifest), branch=branch, out=out, check=check)
-    for note in result.notes:
+    result = render_cards(_load(manifest), branch=branch, out=out, check=check, cache=_report_cache())
+    for note in result.notes if verbosity >= 0 else ():
         click.echo(note, err=True)
     for card in result.cards:
         if card.status in ("out-of-date", "missing"):
             click.echo(card.diff, nl=False)
-        click.echo(f"{card.branch}: {card.path} {card.status}", err=check)
+        if verbosity >= 0:
+            click.echo(f"{card.branch}: {card.path} {card.status}", err=check)
     if check and result.drift:
         click.echo(f"{len(result.drift)} card(s) out of date; run `hubpub render` to update them", err=True)
         sys.exit(EXIT_FAILED)
@@ -112,20 +131,26 @@ def render(manifest: str, branch: str | None, out: Path | None, check: bool) -> 
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report (versioned, stable codes).")
 @click.option("--remote", is_flag=True,
               help="For a variant whose folder is absent, check the weights on its Hub revision (headers only).")
+@verbosity_options
 @_reports_errors
-def check(manifest: str, branch: str | None, as_json: bool, remote: bool) -> None:
+def check(manifest: str, branch: str | None, as_json: bool, remote: bool, verbosity: int) -> None:
     """Verify each variant's checkpoint against its config and the manifest (headers only).
 
     Checks config (C), index and shards (I), tensors (T) and what is quantized (K). Exits 0 when no
-    error-level finding exists, 1 otherwise; a variant whose folder is missing is an error.
+    error-level finding exists, 1 otherwise; a variant whose folder is missing is an error. Runs on a manifest
+    whose card fields still say TODO (fresh from `hubpub init`), warning about each.
     """
     from .commands.check import check as check_variants
 
+    loaded = _load(manifest, allow_todo=True)
     hub = _hub() if remote else None
-    report = check_variants(_load(manifest), branch=branch, hub=hub, cache=_checks_cache())
+    report = check_variants(loaded, branch=branch, hub=hub, cache=_report_cache())
+    if loaded.todos and verbosity >= 0:
+        click.echo(f"warning: {len(loaded.todos)} field(s) still say TODO; render and push refuse the manifest "
+                   f"until they are filled in: {', '.join(loaded.todos)}", err=True)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
-    else:
+    elif verbosity >= 0 or not report.ok:
         click.echo(report.format_text())
     if not report.ok:
         sys.exit(EXIT_FAILED)
@@ -137,13 +162,19 @@ def check(manifest: str, branch: str | None, as_json: bool, remote: bool) -> Non
 @click.option("--out", "-o", default="branches.yaml", show_default=True, type=click.Path(path_type=Path),
               help="Where to write the manifest.")
 @click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
+@verbosity_options
 @_reports_errors
-def init(folders: tuple[Path, ...], repo_id: str | None, out: Path, force: bool) -> None:
-    """Write a starting branches.yaml from existing checkpoint FOLDERS, facts filled in from the weights."""
+def init(folders: tuple[Path, ...], repo_id: str | None, out: Path, force: bool, verbosity: int) -> None:
+    """Write a starting branches.yaml from existing checkpoint FOLDERS, facts filled in from the weights.
+
+    The title comes from --repo-id's name; quantize.py and log.txt beside the manifest become `files:`. What the
+    weights cannot tell is written as TODO: `hubpub check` runs meanwhile, render and push refuse it.
+    """
     from .commands.init import init as init_manifest
 
     written = init_manifest(list(folders), repo_id=repo_id, out=out, force=force)
-    click.echo(f"wrote {written}; fill in the fields marked TODO, then run `hubpub check`")
+    if verbosity >= 0:
+        click.echo(f"wrote {written}; fill in the fields marked TODO (`hubpub check` works meanwhile)")
 
 
 def _hub() -> Any:
@@ -158,39 +189,31 @@ def _hash_cache() -> Any:
     return HashCache(default_cache_location())
 
 
-def _checks_cache() -> Any:
+def _report_cache() -> Any:
     from .hashcache import default_cache_location
     from .reportcache import ReportCache
 
     return ReportCache(default_cache_location().with_name("checks.json"))
 
 
-def _print_push(result: Any, dry_run: bool) -> None:
-    for variant in result.variants:
-        for note in variant.notes:
-            click.echo(f"{variant.branch}: {note}", err=True)
-        click.echo(variant.plan.format_table())
-        if dry_run:
-            continue
-        if variant.commit is None:
-            click.echo(f"{variant.branch}: unchanged; no commit made")
-        else:
-            click.echo(f"{variant.branch}: committed and verified {variant.commit.url}")
-    click.echo(f"hashed {result.hashed_bytes:,} bytes (the rest came from the hash cache)", err=True)
-
-
 @main.command()
 @manifest_option
 @branch_option
 @click.option("--prune", is_flag=True, help="Also plan to delete remote files that are not weights hubpub manages.")
+@click.option("--card-only", is_flag=True,
+              help="Plan a card-only push: the weights already on each Hub revision are checked and kept.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report (versioned, stable keys).")
+@verbosity_options
 @_reports_errors
-def plan(manifest: str, branch: str | None, prune: bool) -> None:
+def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, as_json: bool, verbosity: int) -> None:
     """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing."""
     from .commands.push import plan as plan_push
 
-    hub, cache = _hub(), _hash_cache()
-    result = plan_push(_load(manifest), hub, branch, cache=cache, prune=prune, checks_cache=_checks_cache())
-    _print_push(result, dry_run=True)
+    def run(emit: Any) -> Any:
+        return plan_push(_load(manifest), _hub(), branch, cache=_hash_cache(), prune=prune, card_only=card_only,
+                         report_cache=_report_cache(), emit=emit)
+
+    _run_with_console(run, verbosity, as_json, dry_run=True)
 
 
 @main.command()
@@ -198,31 +221,59 @@ def plan(manifest: str, branch: str | None, prune: bool) -> None:
 @click.option("--branch", "-b", metavar="NAME", help="The variant to publish.")
 @click.option("--all", "all_", is_flag=True, help="Publish every variant, one commit per branch.")
 @click.option("--dry-run", is_flag=True, help="Check, render and plan; upload nothing.")
+@click.option("--card-only", is_flag=True,
+              help="Publish only the README and shared files; the weights must already be on the Hub revision.")
 @click.option("--prune", is_flag=True, help="Delete remote files that are not in the variant's folder.")
 @click.option("--message", metavar="MSG", help="The commit title (default: 'Publish <branch> with hubpub').")
 @click.option("--tag", metavar="RELEASE", help="Also tag each variant's commit on the Hub as RELEASE-<branch>.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report (versioned, stable keys).")
+@verbosity_options
 @_reports_errors
 def push(
-    manifest: str, branch: str | None, all_: bool, dry_run: bool, prune: bool, message: str | None, tag: str | None
+    manifest: str, branch: str | None, all_: bool, dry_run: bool, card_only: bool, prune: bool,
+    message: str | None, tag: str | None, as_json: bool, verbosity: int,
 ) -> None:
     """Check, render and publish variants, each to its own branch in one atomic, verified commit.
 
-    The token comes from HF_TOKEN or `hf auth login`; HF_ENDPOINT selects a self-hosted Hub. Unchanged files
-    are skipped (local hashes are cached by path, size, mtime and inode), stale weight files are deleted in the
-    same commit, and a concurrent push to the branch is detected, never overwritten. A variant whose folder is
-    absent is published card-only: its Hub weights are checked and left untouched.
+    The token comes from HF_TOKEN or `hf auth login` and is checked first (whoami): a missing, wrong or read-only
+    token fails before anything is hashed or created. HF_ENDPOINT selects a self-hosted Hub. Unchanged files are
+    skipped (local hashes are cached by path, size, mtime and inode), stale weight files are deleted in the same
+    commit, and a concurrent push to the branch is detected, never overwritten. A variant whose folder is missing
+    is an error; --card-only publishes the card of weights already on the Hub. A --tag that already names another
+    commit is refused before committing. Each step is reported as it happens.
     """
     from .commands.push import push as push_variants
     from .errors import UsageError
 
     if bool(branch) == all_:
         raise UsageError("give exactly one of --branch NAME or --all")
-    hub, cache = _hub(), _hash_cache()
-    result = push_variants(
-        _load(manifest), hub, branch, cache=cache, dry_run=dry_run, prune=prune, message=message, tag=tag,
-        checks_cache=_checks_cache(),
-    )
-    _print_push(result, dry_run)
+
+    def run(emit: Any) -> Any:
+        return push_variants(
+            _load(manifest), _hub(), branch, cache=_hash_cache(), dry_run=dry_run, card_only=card_only,
+            prune=prune, message=message, tag=tag, report_cache=_report_cache(), emit=emit,
+        )
+
+    _run_with_console(run, verbosity, as_json, dry_run=dry_run)
+
+
+def _run_with_console(run: Callable[[Any], Any], verbosity: int, as_json: bool, *, dry_run: bool) -> None:
+    """Run plan or push with events printed as they happen; with --json, print the report even on failure."""
+    from .console import Console
+
+    console = Console(verbosity, as_json=as_json)
+    try:
+        result = run(console)
+    except HubpubError as error:
+        console.close()
+        if as_json:
+            click.echo(json.dumps(console.report(dry_run=dry_run, error=str(error)), indent=2))
+        raise
+    console.close()
+    if as_json:
+        click.echo(json.dumps(console.report(dry_run=dry_run), indent=2))
+    elif verbosity >= 0:
+        click.echo(f"hashed {result.hashed_bytes:,} bytes (the rest came from the hash cache)", err=True)
 
 
 if __name__ == "__main__":

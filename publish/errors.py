@@ -118,5 +118,9 @@ class AuthError(HubError):
     exit_code = EXIT_USAGE
 
 
+class TagConflict(HubError):
+    """A release tag already names another commit; it is never moved or silently left behind."""
+
+
 class ConcurrentPushError(HubError):
     """The branch moved while we were pushing; nothing was overwritten."""

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,13 +61,21 @@ def digest_file(path: Path) -> Digest:
 
 @dataclass
 class Prefetch:
-    """Hashing running in the background: `wait()` for it (raising what it raised), or `cancel()` it."""
+    """Hashing running in the background: take one file's digest with `result(path)`, `wait()` for all of it
+    (raising what it raised), or `cancel()` it."""
 
     pool: ThreadPoolExecutor
-    jobs: list[Future[Digest]]
+    jobs: dict[Path, Future[Digest]]
+    cache: HashCache
+
+    def result(self, path: Path) -> Digest:
+        """The digest of a file, waiting for it if it is still being hashed (a file not prefetched is hashed
+        now, through the cache)."""
+        job = self.jobs.get(path)
+        return job.result() if job is not None else self.cache.digest(path)
 
     def wait(self) -> None:
-        for job in self.jobs:
+        for job in self.jobs.values():
             job.result()
         self.pool.shutdown()
 
@@ -106,10 +114,28 @@ class HashCache:
             self._dirty = True
         return found
 
-    def prefetch(self, paths: Iterable[Path], workers: int = 2) -> Prefetch:
-        """Start hashing `paths` in background threads (hashlib releases the GIL) so it overlaps other work."""
+    def prefetch(
+        self, paths: Iterable[Path], workers: int = 2, progress: Callable[[Path, int, int], None] | None = None
+    ) -> Prefetch:
+        """Start hashing `paths` in background threads (hashlib releases the GIL) so it overlaps other work.
+
+        `progress(path, done_bytes, total_bytes)` is called (from a worker thread) as each file is done.
+        """
+        paths = list(dict.fromkeys(paths))
+        total = sum(path.stat().st_size for path in paths)
+        done = [0]
+        lock = threading.Lock()
+
+        def digest(path: Path) -> Digest:
+            found = self.digest(path)
+            if progress is not None:
+                with lock:
+                    done[0] += found.size
+                    progress(path, done[0], total)
+            return found
+
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hubpub-hash")
-        return Prefetch(pool, [pool.submit(self.digest, path) for path in paths])
+        return Prefetch(pool, {path: pool.submit(digest, path) for path in dict.fromkeys(paths)}, self)
 
     def save(self) -> None:
         if self.location is None or not self._dirty:

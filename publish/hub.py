@@ -7,14 +7,17 @@ against, makes sure the repository and branch exist, commits, and verifies the r
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .errors import AuthError, ConcurrentPushError, HubError, scrub
+from .events import Emit, Retrying, ignore
 from .plan import LocalFile, RemoteFile
 
 T = TypeVar("T")
@@ -30,6 +33,7 @@ class RemoteState:
     head: str | None  # the branch head; None if the branch does not exist
     start: str | None  # the commit a new branch starts from: the repository's first commit
     files: tuple[RemoteFile, ...]
+    tags: Mapping[str, str] = field(default_factory=dict)  # tag -> the commit it names
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Hub:
         retries: int = 5,
         backoff: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        emit: Emit = ignore,
     ) -> None:
         from huggingface_hub import HfApi
 
@@ -58,6 +63,9 @@ class Hub:
         self._retries = retries
         self._backoff = backoff
         self._sleep = sleep
+        self.emit = emit  # retries are reported through it as they happen
+        self._operations: dict[tuple[str, str, str], Any] = {}
+        self._lock = threading.Lock()  # uploads run in a few threads
 
     @classmethod
     def from_environment(cls) -> Hub:
@@ -84,6 +92,21 @@ class Hub:
                 hint="set HF_TOKEN in the environment (never on the command line) or run `hf auth login`",
             )
 
+    def require_write_token(self) -> str:
+        """Ask the Hub who the token belongs to, before anything is hashed or created; the account name.
+
+        A missing, refused or read-only token fails here, in one request, instead of at commit time.
+        """
+        self.require_token()
+        info = self._call(lambda: self._api.whoami(), "check the token (whoami)")
+        access = (info.get("auth") or {}).get("accessToken") or {}
+        if access.get("role") == "read":
+            raise AuthError(
+                f"the token ({access.get('displayName') or 'unnamed'}) of {info.get('name')} is read-only",
+                hint="create a token with write access at https://huggingface.co/settings/tokens",
+            )
+        return str(info.get("name") or "")
+
     # -- reading --------------------------------------------------------------------------------------------
 
     def remote_state(self, repo_id: str, branch: str) -> RemoteState:
@@ -96,12 +119,13 @@ class Hub:
                 return RemoteState(False, False, None, None, ())
             raise
         heads = {b.name: b.target_commit for b in refs.branches}
+        tags = {t.name: t.target_commit for t in refs.tags}
         if branch in heads:
             head = heads[branch]
-            return RemoteState(True, True, head, None, self.files_at(repo_id, head))
+            return RemoteState(True, True, head, None, self.files_at(repo_id, head), tags)
         start = self.first_commit(repo_id, "main" if "main" in heads else next(iter(heads), "main"))
         files = self.files_at(repo_id, start) if start else ()
-        return RemoteState(True, False, None, start, files)
+        return RemoteState(True, False, None, start, files, tags)
 
     def files_at(self, repo_id: str, revision: str) -> tuple[RemoteFile, ...]:
         from huggingface_hub.hf_api import RepoFile
@@ -179,9 +203,19 @@ class Hub:
         return head
 
     def create_tag(self, repo_id: str, tag: str, revision: str, message: str) -> None:
+        """Create `tag` on `revision`; the Hub refuses a tag that exists (the caller checked before committing)."""
         self._call(
-            lambda: self._api.create_tag(repo_id, tag=tag, revision=revision, tag_message=message, exist_ok=True),
-            f"tag {repo_id}@{revision} as {tag}",
+            lambda: self._api.create_tag(repo_id, tag=tag, revision=revision, tag_message=message),
+            f"tag {repo_id}@{revision[:12]} as {tag}",
+        )
+
+    def upload_objects(self, repo_id: str, revision: str, files: Sequence[LocalFile]) -> None:
+        """Upload the LFS content of `files` ahead of the commit (the commit then sends only pointers); objects
+        already on the server are skipped. Nothing becomes visible on any branch until the commit."""
+        operations = [self._operation(revision, file) for file in files]
+        self._call(
+            lambda: self._api.preupload_lfs_files(repo_id, operations, revision=revision),
+            f"upload {', '.join(f.path for f in files)} to {repo_id}@{revision}",
         )
 
     def commit(
@@ -196,14 +230,9 @@ class Hub:
         description: str,
     ) -> Commit:
         """One commit holding every addition and deletion, made only if `branch` is still at `parent`."""
-        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+        from huggingface_hub import CommitOperationDelete
 
-        operations: list[Any] = []
-        for file in additions:
-            op = CommitOperationAdd(path_in_repo=file.path, path_or_fileobj=file.content or str(file.source))
-            # Hand over the digest we already have (cached): huggingface_hub would otherwise read the file again.
-            op.upload_info.sha256 = bytes.fromhex(file.sha256)
-            operations.append(op)
+        operations: list[Any] = [self._operation(branch, file, taken=True) for file in additions]
         operations += [CommitOperationDelete(path_in_repo=path) for path in deletions]
         for attempt in range(self._retries + 1):
             try:
@@ -227,7 +256,7 @@ class Hub:
                 landed = self._landed(repo_id, branch, parent, description)
                 if landed is not None:  # the commit went through; only its answer was lost
                     return landed
-                self._sleep(_wait(error.__cause__, attempt, self._backoff))
+                self._retry(error, attempt, f"commit to {repo_id}@{branch}")
                 continue
             return Commit(info.oid, info.commit_url)
         raise AssertionError("unreachable")
@@ -246,6 +275,19 @@ class Hub:
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
+    def _operation(self, branch: str, file: LocalFile, *, taken: bool = False) -> Any:
+        """One CommitOperationAdd per branch, file and content: an object uploaded ahead is marked so by
+        huggingface_hub, and the commit then sends its pointer only. A commit takes its operations (huggingface_hub
+        refuses to commit one twice)."""
+        key = (branch, file.path, _sha256(file))
+        with self._lock:
+            op = self._operations.pop(key, None) if taken else self._operations.get(key)
+            if op is None:
+                op = _new_operation(file)
+                if not taken:
+                    self._operations[key] = op
+        return op
+
     def _call(self, request: Callable[[], T], what: str) -> T:
         """Run a request, retrying transient failures with backoff (Retry-After honoured)."""
         for attempt in range(self._retries + 1):
@@ -254,8 +296,13 @@ class Hub:
             except HubError as error:
                 if not _transient(error.__cause__) or attempt == self._retries:
                     raise
-                self._sleep(_wait(error.__cause__, attempt, self._backoff))
+                self._retry(error, attempt, what)
         raise AssertionError("unreachable")
+
+    def _retry(self, error: HubError, attempt: int, what: str) -> None:
+        wait = _wait(error.__cause__, attempt, self._backoff)
+        self.emit(Retrying(what, _reason(error.__cause__, self.endpoint), wait, attempt + 1, self._retries))
+        self._sleep(wait)
 
     def _translate(self, request: Callable[[], T], what: str) -> T:
         with self._errors(what):
@@ -264,6 +311,8 @@ class Hub:
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
+        """Every failure huggingface_hub can raise, as one paragraph: what was being done, the status, the Hub's
+        own message, and what to do."""
         import httpx2
         from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
@@ -274,17 +323,70 @@ class Hub:
             cls = AuthError if status in (401, 403) and self._token else HubError
             raise cls(
                 f"cannot {what}: repository not found or not accessible ({status})",
-                hint="check the repo id and that your token may write to it",
+                hint="check the repo id, and that your token may read and write it",
             ) from error
         except HfHubHTTPError as error:
             status = _status(error)
+            said = _hub_message(error)
+            text = f"cannot {what}: the Hub answered {status}" + (f": {said}" if said else "")
+            if status == 401:
+                text = f"cannot {what}: the Hub refused the token (401)" + (f": {said}" if said else "")
             if status in (401, 403):
-                raise AuthError(f"cannot {what}: the Hub refused the token ({status})",
-                                hint="use a token with write access (HF_TOKEN)") from error
-            raise HubError(f"cannot {what}: {scrub(str(error), self._token)}") from error
-        except (httpx2.TransportError, OSError) as error:
+                raise AuthError(text, hint="use a token with write access to this repository (HF_TOKEN)") from error
+            raise HubError(scrub(text, self._token), hint=_hint_for(status, self.endpoint)) from error
+        except httpx2.TransportError as error:
+            raise HubError(f"cannot {what}: no answer from {self.endpoint} ({type(error).__name__}: "
+                           f"{scrub(str(error), self._token) or 'connection failed'})",
+                           hint=f"is {self.endpoint} reachable? set HF_ENDPOINT to a Hub, or unset it") from error
+        except (json.JSONDecodeError, KeyError, TypeError) as error:  # an answer that is not what a Hub sends
+            raise HubError(f"cannot {what}: {self.endpoint} answered with something that is not the Hub's JSON "
+                           f"({type(error).__name__})",
+                           hint="HF_ENDPOINT must point at a Hugging Face Hub (or a server speaking its API)"
+                           ) from error
+        except OSError as error:
             raise HubError(f"cannot {what}: {type(error).__name__}: {scrub(str(error), self._token)}",
                            hint=f"is {self.endpoint} reachable?") from error
+
+
+def _new_operation(file: LocalFile) -> Any:
+    from huggingface_hub import CommitOperationAdd
+
+    op = CommitOperationAdd(path_in_repo=file.path, path_or_fileobj=file.content or str(file.source))
+    # Hand over the digest we already have (cached): huggingface_hub would otherwise read the file again.
+    op.upload_info.sha256 = bytes.fromhex(_sha256(file))
+    return op
+
+
+def _sha256(file: LocalFile) -> str:
+    if file.sha256 is None:
+        raise ValueError(f"{file.path} must be hashed before it is uploaded")
+    return file.sha256
+
+
+def _hub_message(error: BaseException) -> str:
+    """The Hub's own words (X-Error-Message or the JSON body's "error"), one line, without a token."""
+    said = getattr(error, "server_message", None) or ""
+    return scrub(" ".join(str(said).split()))[:300]
+
+
+def _hint_for(status: int | None, endpoint: str) -> str:
+    if status == 404:
+        return f"the repository, revision or API route does not exist on {endpoint}; check the repo id and " \
+               "HF_ENDPOINT"
+    if status == 409:
+        return "it exists already; run `hubpub plan` to see the Hub's state"
+    if status == 429:
+        return "rate-limited by the Hub: wait a few minutes, then push again"
+    if status is not None and status >= 500:
+        return "the Hub is failing; nothing was overwritten: push again later (unchanged files are skipped)"
+    return "run `hubpub plan` to see the Hub's state, then push again"
+
+
+def _reason(error: BaseException | None, endpoint: str) -> str:
+    status = _status(error)
+    if status is not None:
+        return f"{status} from {endpoint}"
+    return f"{type(error).__name__} talking to {endpoint}"
 
 
 def _status(error: BaseException | None) -> int | None:

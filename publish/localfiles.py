@@ -10,11 +10,11 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import TOKEN_PATTERN, ManifestError, UnsafeFileError
-from .hashcache import HashCache, digest_bytes
+from .hashcache import Digest, digest_bytes
 from .manifest import Manifest, Variant
 from .plan import LocalFile
 
@@ -131,14 +131,13 @@ def file_set(manifest: Manifest, variant: Variant, card: str, walked: Sequence[P
     return FileSet(dict(sorted(files.items())), card.encode("utf-8"), tuple(notes))
 
 
-def hashed(files: FileSet, cache: HashCache) -> list[LocalFile]:
-    """Every file of the set with its digest (from the cache where the file is unchanged), sorted by path."""
-    local = [_hashed(rel, path, cache) for rel, path in files.files.items()]
+def unhashed(files: FileSet) -> list[LocalFile]:
+    """Every file of the set, sorted by path; the card is hashed (it is in memory), the files on disk not yet."""
+    local = [LocalFile(rel, path.stat().st_size, None, None, source=path) for rel, path in files.files.items()]
     readme = digest_bytes(files.card)
     local.append(LocalFile("README.md", readme.size, readme.sha256, readme.git_oid, content=files.card))
     return sorted(local, key=lambda f: f.path)
 
 
-def _hashed(rel: str, path: Path, cache: HashCache) -> LocalFile:
-    digest = cache.digest(path)
-    return LocalFile(rel, digest.size, digest.sha256, digest.git_oid, source=path)
+def with_digest(file: LocalFile, digest: Digest) -> LocalFile:
+    return replace(file, size=digest.size, sha256=digest.sha256, git_oid=digest.git_oid)

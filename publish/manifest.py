@@ -254,6 +254,8 @@ class Manifest(_Model):
     usage: Usage | None = None
     acknowledgements: tuple[str, ...] = ()
     source: Path = Field(default=Path(DEFAULT_MANIFEST), exclude=True)
+    # Fields still saying TODO, as "field (line N)"; only a manifest loaded with allow_todo has any.
+    todos: tuple[str, ...] = Field(default=(), exclude=True)
 
     @property
     def root(self) -> Path:
@@ -341,8 +343,20 @@ def check_branch_name(value: str) -> None:
         raise ValueError(f"{error} (branch names follow git-check-ref-format)") from None
 
 
-def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
-    """Read and validate a manifest; every problem raises ManifestError naming the file, line and field."""
+# At most this many problems are listed in one error; the rest are counted.
+MAX_ERRORS = 20
+# What a TODO stands in for while `hubpub check` validates a manifest `hubpub init` just wrote.
+TODO_STAND_INS: dict[str, Any] = {"int_type": 1, "float_type": 1.0, "bool_type": False}
+TODO_REPO_ID = "todo/todo"
+
+
+def load_manifest(path: str | Path = DEFAULT_MANIFEST, *, allow_todo: bool = False) -> Manifest:
+    """Read and validate a manifest; every problem (up to MAX_ERRORS) is listed in one ManifestError naming the
+    file, line and field of each.
+
+    Fields still saying TODO (written by `hubpub init`) are refused, all of them at once, unless `allow_todo`:
+    then they stand in for valid values, for commands that do not publish (`hubpub check`); `todos` lists them.
+    """
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8")
@@ -354,21 +368,89 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
         ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise ManifestError(f"cannot read the manifest: {error}", file=source) from None
-    data, lines = parse_yaml(text, source)
+    todos: list[tuple[tuple[Any, ...], int, str]] = []
+    data, lines = parse_yaml(text, source, todos)
     if not isinstance(data, dict):
         raise ManifestError("the manifest must be a YAML mapping (key: value pairs)", file=source, line=1)
-    try:
-        manifest = Manifest.model_validate({**data, "source": source})
-    except ValidationError as error:
-        raise _first_error(error, source, lines) from None
-    return manifest
+    if todos and not allow_todo:
+        raise _todo_error(todos, source)
+    todo_paths = {loc for loc, _, _ in todos}
+    for _ in range(3):  # each pass replaces the TODOs the schema refused by valid stand-ins
+        try:
+            manifest = Manifest.model_validate({**data, "source": source})
+        except ValidationError as error:
+            details = error.errors(include_url=False)
+            refused = [d for d in details if tuple(d["loc"]) in todo_paths]
+            # A list whose item was refused is refused too ("at least 1 item"): that follows from the TODO.
+            collateral = [d for d in details if any(p[: len(d["loc"])] == tuple(d["loc"]) for p in todo_paths)]
+            if not refused or len(collateral) < len(details):
+                raise _all_errors(details, source, lines) from None
+            stand_ins = [(tuple(d["loc"]), _stand_in(d)) for d in refused]
+            if any(value is None for _, value in stand_ins):
+                raise _all_errors(details, source, lines) from None
+            for loc, value in stand_ins:
+                data = _replace(data, loc, value)
+            continue
+        return manifest.model_copy(update={"todos": tuple(f"{dotted(loc)} (line {line})" for loc, line, _ in todos)})
+    raise ManifestError("the TODO placeholders cannot be validated", file=source,
+                        hint="replace the TODOs with real values")
 
 
-def _first_error(error: ValidationError, source: Path, lines: dict[tuple[Any, ...], int]) -> ManifestError:
-    """Turn pydantic's first error into a ManifestError with the file, line and dotted field name."""
-    # A misspelt key shows up twice, as an unknown key and as a missing one; the unknown key is the useful report.
-    details = error.errors(include_url=False)
-    detail = next((d for d in details if d["type"] == "extra_forbidden"), details[0])
+def _todo_error(todos: list[tuple[tuple[Any, ...], int, str]], source: Path) -> ManifestError:
+    listed = [f"{source}:{line}: {dotted(loc)}: {value}" for loc, line, value in todos[:MAX_ERRORS]]
+    if len(todos) > MAX_ERRORS:
+        listed.append(f"... and {len(todos) - MAX_ERRORS} more")
+    (loc, line, value) = todos[0]
+    return ManifestError(
+        f"still says {value!r}" + ("" if len(todos) == 1 else f"; {len(todos)} fields still say TODO:\n  "
+                                   + "\n  ".join(listed)),
+        file=source, line=line, field=dotted(loc),
+        hint="replace each TODO with the real value (`hubpub check` runs meanwhile; render and push do not)",
+    )
+
+
+def _stand_in(detail: Any) -> Any:
+    if detail["loc"] == ("repo_id",):
+        return TODO_REPO_ID
+    return TODO_STAND_INS.get(detail["type"])
+
+
+def _replace(data: Any, loc: tuple[Any, ...], value: Any) -> Any:
+    """`data` with the node at `loc` replaced (the parsed YAML is immutable tuples and dicts)."""
+    if not loc:
+        return value
+    head, rest = loc[0], loc[1:]
+    if isinstance(data, tuple):
+        return tuple(_replace(item, rest, value) if index == head else item for index, item in enumerate(data))
+    return {**data, head: _replace(data[head], rest, value)}
+
+
+def _all_errors(details: list[Any], source: Path, lines: dict[tuple[Any, ...], int]) -> ManifestError:
+    """Every pydantic error as one ManifestError: the first one located like any error, the others listed."""
+    errors = [_one_error(detail, source, lines) for detail in _useful(details)]
+    first = errors[0]
+    if len(errors) == 1:
+        return first
+    listed = [str(e).replace("\n  hint: ", " — hint: ") for e in errors[1:MAX_ERRORS]]
+    if len(errors) > MAX_ERRORS:
+        listed.append(f"... and {len(errors) - MAX_ERRORS} more")
+    message = f"{first.message}\n  also:\n  " + "\n  ".join(listed)
+    return ManifestError(message, file=first.file, line=first.line, field=first.field, hint=first.hint)
+
+
+def _useful(details: list[Any]) -> list[Any]:
+    """A misspelt key shows up twice, as an unknown key and as a missing one; the unknown key is the useful
+    report, so a missing key with a misspelt sibling is dropped. Unknown keys come first."""
+    unknown = [d for d in details if d["type"] == "extra_forbidden"]
+    misspelt = {(tuple(d["loc"][:-1]), close) for d in unknown
+                for close in difflib.get_close_matches(str(d["loc"][-1]), _known_keys(tuple(d["loc"][:-1])), n=1)}
+    rest = [d for d in details if d["type"] != "extra_forbidden"
+            and not (d["type"] == "missing" and (tuple(d["loc"][:-1]), d["loc"][-1]) in misspelt)]
+    return unknown + rest
+
+
+def _one_error(detail: Any, source: Path, lines: dict[tuple[Any, ...], int]) -> ManifestError:
+    """One pydantic error as a ManifestError with the file, line and dotted field name."""
     loc = tuple(part for part in detail["loc"] if not (isinstance(part, str) and part.startswith("function-")))
     ctx_error = detail.get("ctx", {}).get("error")
     if isinstance(ctx_error, _Located):

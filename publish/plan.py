@@ -7,7 +7,7 @@ executable by `hubpub push`. It never talks to the network; the caller supplies 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,14 +23,22 @@ ADD, UPDATE, DELETE, UNCHANGED, KEEP = "add", "update", "delete", "unchanged", "
 
 @dataclass(frozen=True)
 class LocalFile:
-    """A file the revision must hold: from disk (`source`) or generated (`content`, e.g. the README)."""
+    """A file the revision must hold: from disk (`source`) or generated (`content`, e.g. the README).
+
+    `sha256` is None while the file is still being hashed: a plan needs a file's digest only when the revision
+    holds a file of the same path and size, so a first push is planned (and printed) before hashing finishes.
+    """
 
     path: str
     size: int
-    sha256: str
+    sha256: str | None
     git_oid: str | None
     source: Path | None = None
     content: bytes | None = None
+
+    @property
+    def hashed(self) -> bool:
+        return self.sha256 is not None
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,8 @@ def same_content(local: LocalFile, remote: RemoteFile) -> bool:
     """Equal by the Hub's own identity: LFS sha256 for LFS files, git blob id for regular ones."""
     if local.size != remote.size:
         return False
+    if not local.hashed:
+        raise ValueError(f"{local.path}: its digest is needed to compare it with the remote file of equal size")
     if remote.lfs_sha256 is not None:
         return local.sha256 == remote.lfs_sha256
     return local.git_oid is not None and local.git_oid == remote.blob_id
@@ -129,15 +139,21 @@ def make_plan(
     branch_exists: bool,
     prune: bool = False,
     card_only: bool = False,
+    digest: Callable[[LocalFile], LocalFile] | None = None,
 ) -> Plan:
     """Decide, file by file, what the commit must do.
 
     `card_only`: the weights are not here (a CI runner), so remote files missing locally are kept, never deleted.
+    `digest` completes a file not hashed yet; it is asked only for files the revision holds at the same size.
     """
     remote_by_path = {r.path: r for r in remote}
     changes: list[Change] = []
     for file in local:
         existing = remote_by_path.pop(file.path, None)
+        if existing is not None and existing.size == file.size and not file.hashed:
+            if digest is None:
+                raise ValueError(f"{file.path} must be hashed to be compared with the remote file")
+            file = digest(file)
         if existing is None:
             changes.append(Change(file.path, ADD, file.size, local=file))
         elif same_content(file, existing):

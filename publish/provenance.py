@@ -20,6 +20,8 @@ class Provenance:
 
 def read_provenance(path: Path) -> Provenance:
     """Provenance of the git checkout holding `path`; only the hubpub version when it is not in git."""
+    if not any((folder / ".git").exists() for folder in (path.resolve(), *path.resolve().parents)):
+        return Provenance(version=__version__)  # not in git: no need to pay for importing gitpython
     import git
 
     try:

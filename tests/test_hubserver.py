@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -334,8 +335,9 @@ def test_hf_cli_upload_to_a_branch(hub: HubServer, tmp_path: Path) -> None:
     (folder / "sub" / "model.safetensors").write_bytes(tiny_safetensors(tmp_path))
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_XET": "1",
            "HF_HOME": str(tmp_path / "cli_home"), "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1"}
-    hf = Path(sys.executable).with_name("hf")
-    run = subprocess.run([str(hf), "upload", "tester/cli", str(folder), "--revision", "gs128", "--format", "json"],
+    hf = shutil.which("hf", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert hf is not None, "huggingface_hub's `hf` command is not installed"
+    run = subprocess.run([hf, "upload", "tester/cli", str(folder), "--revision", "gs128", "--format", "json"],
                          env=env, capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 0, run.stderr
     head = git.Repo(hub.git_path("tester/cli")).commit("gs128")

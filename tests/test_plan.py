@@ -79,3 +79,32 @@ def test_plan_table_lists_every_file_and_the_total_to_upload() -> None:
     assert "add       README.md" in table and "1.5 KB" in table
     assert "unchanged config.json" in table
     assert "1 add, 0 update, 0 delete, 1 unchanged, 0 keep; 1.5 KB to upload" in table
+
+
+def unhashed(path: str, data: bytes) -> LocalFile:
+    return LocalFile(path, len(data), None, None, content=data)
+
+
+def test_a_first_push_is_planned_before_any_file_is_hashed() -> None:
+    asked: list[str] = []
+
+    def digest(file: LocalFile) -> LocalFile:
+        asked.append(file.path)
+        return local(file.path, file.content or b"")
+
+    planned = plan([unhashed("a.safetensors", b"xx"), unhashed("b.bin", b"yyy")], [lfs("b.bin", b"zz")],
+                   digest=digest)
+    assert actions(planned) == {"a.safetensors": ADD, "b.bin": UPDATE} and asked == []  # sizes decide
+
+
+def test_only_a_file_the_revision_holds_at_the_same_size_is_hashed_to_plan() -> None:
+    asked: list[str] = []
+
+    def digest(file: LocalFile) -> LocalFile:
+        asked.append(file.path)
+        return local(file.path, file.content or b"")
+
+    planned = plan([unhashed("same.bin", b"abc"), unhashed("edited.bin", b"abd"), unhashed("new.bin", b"n")],
+                   [lfs("same.bin", b"abc"), lfs("edited.bin", b"abc")], digest=digest)
+    assert actions(planned) == {"same.bin": UNCHANGED, "edited.bin": UPDATE, "new.bin": ADD}
+    assert sorted(asked) == ["edited.bin", "same.bin"]

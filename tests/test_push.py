@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ from publish.hashcache import HashCache
 from publish.hub import Hub
 from publish.manifest import load_manifest
 
-from .conftest import HUB_TOKEN, hubpub, point_manifest
+from .conftest import HUB_TOKEN, hubpub, hubpub_subprocess, point_manifest
 from .hubserver import HubServer
 
 REPO = "Minachist/Qwen3.6-27B-INT8-AutoRound"
@@ -136,9 +135,12 @@ def test_push_tag_tags_each_variant_commit(weighed: Path, hub: HubServer) -> Non
 
 
 def test_push_cli_prints_the_table_and_commit_url(weighed: Path, hub: HubServer) -> None:
-    done = hubpub_cli("push", "--manifest", str(weighed), "--branch", "gs128", hub=hub, cwd=weighed.parent)
+    # End to end: the installed CLI in its own process.
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": HUB_TOKEN}
+    done = hubpub_subprocess("push", "--manifest", str(weighed), "--branch", "gs128", cwd=weighed.parent, env=env)
     assert done.returncode == 0, done.stderr
-    assert f"gs128: committed and verified {hub.url}/{REPO}/commit/" in done.stdout
+    assert f"gs128: committed {hub.url}/{REPO}/commit/" in done.stdout
+    assert "gs128: verified" in done.stderr
     again = hubpub_cli("push", "--manifest", str(weighed), "--branch", "gs128", hub=hub, cwd=weighed.parent)
     assert "gs128: unchanged; no commit made" in again.stdout
 
@@ -153,7 +155,12 @@ def test_commit_description_carries_provenance_and_checks(weighed: Path, hub: Hu
 # -- refusals -----------------------------------------------------------------------------------------------------
 
 
-def test_failing_checks_stop_the_push_before_any_request(
+def only_the_token_check(hub: HubServer) -> bool:
+    """The requests made are the up-front token check (whoami) and nothing else."""
+    return {r.path for r in hub.requests} <= {"/api/whoami-v2"}
+
+
+def test_failing_checks_stop_the_push_before_anything_is_created(
     project: Path, checkpoints: dict[str, Path], hub: HubServer, tmp_path: Path
 ) -> None:
     from .fixtures.checkpoints import build_checkpoint
@@ -162,9 +169,9 @@ def test_failing_checks_stop_the_push_before_any_request(
     manifest = point_manifest(project, {"main": broken, "gs128": checkpoints["gs128"]})
     with pytest.raises(ChecksFailed, match="nothing was sent"):
         run_push(manifest, hub, "main")
-    assert hub.requests == []
+    assert only_the_token_check(hub)
     done = hubpub_cli("push", "--manifest", str(manifest), "--branch", "main", hub=hub, cwd=tmp_path)
-    assert done.returncode == 1 and "T1" in done.stderr and hub.requests == []
+    assert done.returncode == 1 and "T1" in done.stderr and only_the_token_check(hub)
 
 
 @pytest.mark.parametrize("name", [".env", "server.pem", "hf_token"])

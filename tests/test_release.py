@@ -51,10 +51,16 @@ def weights(hub: HubServer, branch: str) -> dict[str, bytes]:
     return {p: c for p, c in hub.files(REPO, branch).items() if p.endswith((".safetensors", ".json"))}
 
 
+def hubpub_folder() -> Path:
+    found = shutil.which("hubpub", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert found is not None, "the `hubpub` command is not installed (pip install -e .)"
+    return Path(found).parent
+
+
 def run_release(checkout: Path, hub: HubServer, ref: str) -> ghactions.Run:
     env = ghactions.runner_env({
-        # The interpreter running the tests has hubpub installed: its bin folder is the runner's PATH.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        # The folder holding the installed `hubpub` command (where ever pip put it) leads the runner's PATH.
+        "PATH": f"{hubpub_folder()}{os.pathsep}{os.environ['PATH']}",
         "GITHUB_REF": ref, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": os.environ["HF_HOME"],
         "HUBPUB_CACHE": os.environ["HUBPUB_CACHE"], "COMPRESSED_TENSORS_LOG_DISABLED": "1",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
@@ -108,7 +114,7 @@ def test_a_tag_publishes_cards_only_and_tags_both_revisions(published: Path, hub
     assert not [r for r in hub.requests if r.path.startswith("/_lfs/")]
     tags = {t.name: t.target_commit for t in Hub(hub.url, HUB_TOKEN)._api.list_repo_refs(REPO).tags}
     assert tags == {"v1.0.0-main": repo.commit("main").hexsha, "v1.0.0-gs128": repo.commit("gs128").hexsha}
-    assert "card-only push" in run.output and HUB_TOKEN not in run.output
+    assert "card-only: the weights on the Hub revision were checked" in run.output and HUB_TOKEN not in run.output
 
 
 def test_a_branch_tag_publishes_that_variant_only(published: Path, hub: HubServer) -> None:

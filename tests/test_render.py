@@ -13,7 +13,7 @@ from publish.errors import ManifestError
 from publish.manifest import load_manifest
 
 from . import cardfacts
-from .conftest import REFERENCE_CARD, ROOT, hubpub
+from .conftest import REFERENCE_CARD, ROOT, hubpub, hubpub_subprocess
 
 
 def test_render_writes_one_readme_per_branch(project: Path) -> None:
@@ -76,7 +76,8 @@ def test_unknown_branch_is_bad_input(project: Path) -> None:
 
 
 def test_cli_render_on_the_shipped_manifest_reproduces_the_reference(tmp_path: Path) -> None:
-    done = hubpub("render", "--manifest", str(ROOT / "branches.yaml"), "--out", str(tmp_path), cwd=tmp_path)
+    # End to end: the installed CLI in its own process, as a new user runs it.
+    done = hubpub_subprocess("render", "--manifest", str(ROOT / "branches.yaml"), "--out", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     reference = cardfacts.facts(REFERENCE_CARD.read_text(encoding="utf-8"))
     for branch in ("main", "gs128"):

@@ -19,6 +19,8 @@ from ..facts import WeightFacts, derive_facts
 from ..manifest import check_branch_name, check_repo_id
 from ..yamlsource import TODO
 
+# Files every branch carries, by the manifest's `files:` key, when they sit beside the manifest.
+SHARED_FILES = {"recipe": "quantize.py", "log": "log.txt"}
 # What a Hub model page should say for each architecture suffix transformers uses.
 PIPELINE_BY_ARCHITECTURE = {
     "ForConditionalGeneration": "image-text-to-text",
@@ -56,17 +58,22 @@ def manifest_document(checkpoints: list[Checkpoint], *, repo_id: str | None, bas
     architectures = (first.config or {}).get("architectures") or []
     pipeline = next((tag for suffix, tag in PIPELINE_BY_ARCHITECTURE.items()
                      if any(str(a).endswith(suffix) for a in architectures)), None)
-    return {
+    title = repo_id.split("/")[-1] if repo_id else f"{TODO}: the card's title, e.g. {name}"
+    document: dict[str, Any] = {
         "repo_id": repo_id or f"{TODO}: your-namespace/{name}",
-        "title": name,
+        "title": title,
         "base_model": f"{TODO}: the Hub id of the model you quantized, e.g. Qwen/Qwen3.6-27B",
         "base_model_relation": "quantized",
         "license": f"{TODO}: the base model's license id, e.g. apache-2.0",
         "pipeline_tag": pipeline or f"{TODO}: e.g. text-generation",
         "library_name": "transformers",
         "tags": ["compressed-tensors"] + sorted({_tag(v["scheme"], v["bits"]) for v in variants}),
-        "variants": variants,
     }
+    shared = {key: name for key, name in SHARED_FILES.items() if (base / name).is_file()}
+    if shared:
+        document["files"] = shared
+    document["variants"] = variants
+    return document
 
 
 def _variant(checkpoint: Checkpoint, facts: WeightFacts, branch: str, base: Path) -> dict[str, Any]:

@@ -1,22 +1,40 @@
-"""`hubpub plan` and `hubpub push`: check, render, plan, commit once per variant, verify.
+"""`hubpub plan` and `hubpub push`: check, render, plan, commit once per variant, verify, tag.
 
 Each variant's revision ends up holding exactly its own files: the checkpoint folder's files, the rendered README
 and the manifest's shared files (quantize.py, log.txt). Unchanged files are skipped by content identity, stale
-weight files are deleted in the same commit, and the commit is made only if the branch has not moved.
+weight files are deleted in the same commit, and the commit is made only if the branch has not moved. Progress is
+reported through `emit` as it happens (see events.py): a failure in a later variant never hides an earlier one's
+landed commit.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import __version__
 from ..card import make_environment, render_card
-from ..errors import ChecksFailed
-from ..hashcache import HashCache
+from ..errors import CheckpointError, ChecksFailed, HubError, TagConflict
+from ..events import (
+    Authenticated,
+    Checked,
+    Committed,
+    Emit,
+    Note,
+    Planned,
+    Progress,
+    Tagged,
+    Unchanged,
+    Verified,
+    ignore,
+)
+from ..hashcache import HashCache, Prefetch
 from ..hub import Commit, Hub, RemoteState
-from ..localfiles import file_set, hashed, walk
+from ..localfiles import file_set, shared_files, unhashed, walk, with_digest
 from ..manifest import Manifest, Variant
 from ..plan import LocalFile, Plan, make_plan
 from ..provenance import Provenance, read_provenance
@@ -24,12 +42,16 @@ from ..report import Report, agreed_facts, examine
 from ..reportcache import ReportCache
 from ..verify import verify
 
+# LFS uploads in flight at once, as huggingface_hub's own commit does a few at a time.
+UPLOAD_WORKERS = 4
+
 
 @dataclass(frozen=True)
 class VariantPush:
     branch: str
     plan: Plan
     commit: Commit | None = None
+    tag: str | None = None
     notes: tuple[str, ...] = ()
 
 
@@ -39,12 +61,24 @@ class PushResult:
     hashed_bytes: int = 0
 
 
+@dataclass(frozen=True)
+class Options:
+    """How to push, beyond which variants: one value, so the per-variant step takes it whole."""
+
+    dry_run: bool = False
+    prune: bool = False
+    card_only: bool = False
+    message: str | None = None
+    tag: str | None = None
+
+
 def plan(
     manifest: Manifest, hub: Hub, branch: str | None = None, *, cache: HashCache | None = None, prune: bool = False,
-    checks_cache: ReportCache | None = None,
+    card_only: bool = False, report_cache: ReportCache | None = None, emit: Emit = ignore,
 ) -> PushResult:
     """Compare each selected variant with its remote revision; upload nothing."""
-    return push(manifest, hub, branch, cache=cache, prune=prune, dry_run=True, checks_cache=checks_cache)
+    return push(manifest, hub, branch, cache=cache, prune=prune, dry_run=True, card_only=card_only,
+                report_cache=report_cache, emit=emit)
 
 
 def push(
@@ -55,60 +89,92 @@ def push(
     cache: HashCache | None = None,
     dry_run: bool = False,
     prune: bool = False,
+    card_only: bool = False,
     message: str | None = None,
     tag: str | None = None,
-    checks_cache: ReportCache | None = None,
+    report_cache: ReportCache | None = None,
+    emit: Emit = ignore,
 ) -> PushResult:
     """Publish each selected variant to its own branch in one verified commit (or, with dry_run, only plan).
 
-    A variant whose folder is absent is published card-only: its weights are checked on the Hub revision and
-    left untouched; only the README and the small shared files are sent. `tag` names a release: each variant's
-    resulting commit gets the Hub tag `<tag>-<branch>`.
+    Every selected variant's folder must exist. With `card_only`, no weights are sent: the weights already on each
+    Hub revision are checked from their headers and left untouched; only the README and the small shared files
+    are pushed. `tag` names a release: each variant's resulting commit gets the Hub tag `<tag>-<branch>`.
     """
     cache = cache or HashCache(None)
+    options = Options(dry_run, prune, card_only, message, tag)
     variants = manifest.select(branch)
+    hub.emit = emit
     if not dry_run:
-        hub.require_token()
+        emit(Authenticated(hub.require_write_token(), hub.endpoint))
+    if not card_only:
+        _require_folders(manifest, variants)
     # Walked once: unsafe files are refused before any request, and the same paths are hashed and uploaded.
-    folders = {v.branch: manifest.variant_path(v).resolve() for v in variants}
-    walked = {branch: walk(folder) if folder.is_dir() else [] for branch, folder in folders.items()}
-    # Hash while the checks run: both take seconds on real weights, and hashing releases the GIL.
-    hashing = cache.prefetch([path for paths in walked.values() for path in paths])
+    walked = {v.branch: [] if card_only else walk(manifest.variant_path(v).resolve()) for v in variants}
+    # Hashing runs in the background from here on: during the checks, and later alongside the uploads, which take
+    # each file as soon as its digest is known.
+    shared = list(shared_files(manifest).values())
+    hashing = cache.prefetch([*(path for paths in walked.values() for path in paths), *shared],
+                             progress=_hash_progress(emit))
     try:
-        report = _checked(manifest, branch, hub, checks_cache)
+        report = _checked(manifest, variants, hub, report_cache, card_only)
+        emit(Checked(report.summary()))
+        facts = agreed_facts(manifest, report.facts())
+        env = make_environment(manifest.root / "templates")
+        provenance = read_provenance(manifest.root)
+        results = []
+        for variant in variants:
+            card = render_card(manifest, variant, env=env, facts=facts, provenance=provenance)
+            files = file_set(manifest, variant, card, walked[variant.branch])
+            notes = files.notes
+            if card_only:
+                notes = ("card-only: the weights on the Hub revision were checked and are left as they are", *notes)
+            for note in notes:
+                emit(Note(variant.branch, note))
+            step = _VariantStep(manifest, variant, unhashed(files), hub, options, hashing, emit)
+            results.append(step.run(provenance, report, notes))
+        hashing.wait()
     except BaseException:
         hashing.cancel()
         raise
-    hashing.wait()
-    facts = agreed_facts(manifest, report.facts())
-    env = make_environment(manifest.root / "templates")
-    provenance = read_provenance(manifest.root)
-    summary = report.summary()
-    results = []
-    try:
-        for variant, checked in zip(variants, report.variants, strict=True):
-            card = render_card(manifest, variant, env=env, facts=facts, provenance=provenance)
-            card_only = checked.source == "remote"
-            files = file_set(manifest, variant, card, walked[variant.branch])
-            local, file_notes = hashed(files, cache), files.notes
-            if card_only:
-                card_note = (f"no weights at {manifest.variant_path(variant)}: card-only push; the weights on "
-                             "the Hub revision were checked and are left as they are")
-                file_notes = (card_note, *file_notes)
-            results.append(
-                _push_variant(manifest, variant, local, hub, dry_run=dry_run, prune=prune, message=message,
-                              provenance=provenance, checks=summary, notes=file_notes,
-                              card_only=card_only, tag=tag)
-            )
     finally:
         cache.save()
     return PushResult(tuple(results), cache.hashed_bytes)
 
 
-def _checked(manifest: Manifest, branch: str | None, hub: Hub, checks_cache: ReportCache | None) -> Report:
-    """Examine the variants (reusing reports of unchanged checkpoints); any error-level finding stops the push
-    before a single byte is uploaded."""
-    report = examine(manifest, manifest.select(branch), hub=hub, cache=checks_cache, reuse=True)
+def _require_folders(manifest: Manifest, variants: Sequence[Variant]) -> None:
+    """A missing folder is a mistake (a typo in `path:`), never a silent card-only push."""
+    for variant in variants:
+        folder = manifest.variant_path(variant)
+        if not folder.is_dir():
+            raise CheckpointError(
+                f"variant {variant.branch!r}: checkpoint folder {folder} does not exist",
+                file=manifest.source, field="path",
+                hint="fix the variant's `path:`, or mount the weights; to publish only the card (the weights must "
+                     "already be on the Hub revision), pass --card-only",
+            )
+
+
+def _hash_progress(emit: Emit) -> Callable[[Path, int, int], None]:
+    def report(path: Path, done: int, total: int) -> None:
+        emit(Progress("hashing", None, path.name, done, total))
+
+    return report
+
+
+def _checked(
+    manifest: Manifest, variants: tuple[Variant, ...], hub: Hub, report_cache: ReportCache | None, card_only: bool
+) -> Report:
+    """Examine the variants (reusing reports of unchanged checkpoints; card-only: on their Hub revisions); any
+    error-level finding stops the push before anything is created or uploaded."""
+    report = examine(manifest, variants, hub=hub, cache=report_cache, reuse=True, remote=card_only)
+    for checked in report.variants:
+        if card_only and not checked.ok and checked.source == "missing":
+            raise HubError(
+                f"variant {checked.branch!r}: --card-only, but {manifest.repo_id}@{checked.branch} holds no "
+                "weights to describe", hint="push the weights first (without --card-only), from the machine "
+                "that has them",
+            )
     if not report.ok:
         raise ChecksFailed(
             "checks failed; nothing was sent to the Hub\n" + report.format_text(),
@@ -117,52 +183,84 @@ def _checked(manifest: Manifest, branch: str | None, hub: Hub, checks_cache: Rep
     return report
 
 
-def _push_variant(
-    manifest: Manifest,
-    variant: Variant,
-    local: Sequence[LocalFile],
-    hub: Hub,
-    *,
-    dry_run: bool,
-    prune: bool,
-    message: str | None,
-    provenance: Provenance,
-    checks: str,
-    notes: tuple[str, ...],
-    card_only: bool = False,
-    tag: str | None = None,
-) -> VariantPush:
-    repo_id = manifest.repo_id
-    if dry_run:
-        state = hub.remote_state(repo_id, variant.branch)
-        return VariantPush(variant.branch, _plan(manifest, variant, local, state, prune, card_only), notes=notes)
-    state = hub.remote_state(repo_id, variant.branch)
-    if not state.repo_exists:
-        hub.ensure_repo(repo_id, manifest.private)
-        state = hub.remote_state(repo_id, variant.branch)
-    if not state.branch_exists:
-        # Start from the first commit (only .gitattributes): a new branch inherits no other variant's files.
-        head = hub.create_branch(repo_id, variant.branch, state.start)
-        state = RemoteState(True, True, head, None, hub.files_at(repo_id, head))
-    planned = _plan(manifest, variant, local, state, prune, card_only)
-    if planned.is_noop:
-        if tag and state.head:
-            notes = (*notes, _tag(hub, repo_id, variant.branch, tag, state.head))
-        return VariantPush(variant.branch, planned, None, (*notes, "unchanged: nothing to commit"))
-    push_id = uuid.uuid4().hex
-    title = message or f"Publish {variant.branch} with hubpub {__version__}"
-    commit = hub.commit(
-        repo_id, variant.branch,
-        additions=[c.local for c in planned.uploads if c.local is not None],
-        deletions=[c.path for c in planned.deletions],
-        parent=planned.parent_commit or "",
-        title=title,
-        description=_description(planned, provenance, checks, push_id),
-    )
-    verify(hub, planned, commit.oid, local)
-    if tag:
-        notes = (*notes, _tag(hub, repo_id, variant.branch, tag, commit.oid))
-    return VariantPush(variant.branch, planned, commit, notes)
+@dataclass
+class _VariantStep:
+    """One variant's push: plan against its revision, upload each file as soon as it is hashed, commit once,
+    verify, tag."""
+
+    manifest: Manifest
+    variant: Variant
+    local: list[LocalFile]
+    hub: Hub
+    options: Options
+    hashing: Prefetch
+    emit: Emit
+
+    def digest(self, file: LocalFile) -> LocalFile:
+        """`file` with its digest, waiting for the background hashing if it is not done yet."""
+        if file.hashed or file.source is None:
+            return file
+        return with_digest(file, self.hashing.result(file.source))
+
+    def run(self, provenance: Provenance, report: Report, notes: tuple[str, ...]) -> VariantPush:
+        repo_id, branch, options, hub = self.manifest.repo_id, self.variant.branch, self.options, self.hub
+        state = hub.remote_state(repo_id, branch)
+        if not options.dry_run:
+            if not state.repo_exists:
+                hub.ensure_repo(repo_id, self.manifest.private)
+                state = hub.remote_state(repo_id, branch)
+            if not state.branch_exists:
+                # Start from the first commit (only .gitattributes): a new branch inherits no other variant's files.
+                head = hub.create_branch(repo_id, branch, state.start)
+                state = RemoteState(True, True, head, None, hub.files_at(repo_id, head), state.tags)
+        planned = make_plan(
+            repo_id, branch, self.local, state.files, parent_commit=state.head or state.start,
+            repo_exists=state.repo_exists, branch_exists=state.branch_exists, prune=options.prune,
+            card_only=options.card_only, digest=self.digest,
+        )
+        self.emit(Planned(planned))
+        tag = release_tag(options.tag, branch) if options.tag else None
+        if tag:
+            _refuse_moving_tag(repo_id, tag, state, planned)
+        if options.dry_run:
+            return VariantPush(branch, planned, tag=tag, notes=notes)
+        if planned.is_noop:
+            self.emit(Unchanged(branch))
+            if tag and state.head:
+                _tag(hub, repo_id, branch, tag, state.head, state, self.emit)
+            return VariantPush(branch, planned, None, tag, (*notes, "unchanged: nothing to commit"))
+        additions = self._upload(planned)
+        local = [self.digest(file) for file in self.local]
+        commit = hub.commit(
+            repo_id, branch, additions=additions, deletions=[c.path for c in planned.deletions],
+            parent=planned.parent_commit or "",
+            title=options.message or f"Publish {branch} with hubpub {__version__}",
+            description=_description(planned, provenance, report.summary(), uuid.uuid4().hex),
+        )
+        self.emit(Committed(branch, commit.oid, commit.url))
+        verify(hub, planned, commit.oid, local)
+        self.emit(Verified(branch, commit.oid))
+        if tag:
+            _tag(hub, repo_id, branch, tag, commit.oid, state, self.emit)
+        return VariantPush(branch, planned, commit, tag, notes)
+
+    def _upload(self, planned: Plan) -> list[LocalFile]:
+        """Upload each file's LFS content as soon as its digest is known (file N uploads while N+1 is hashed), a
+        few at a time, reporting each; the commit then sends pointers only. Returns the additions, hashed."""
+        pending = [c.local for c in planned.uploads if c.local is not None]
+        total, done, lock = sum(f.size for f in pending if f.source is not None), [0], threading.Lock()
+
+        def upload(file: LocalFile) -> LocalFile:
+            file = self.digest(file)
+            if file.source is not None:
+                self.hub.upload_objects(planned.repo_id, planned.branch, [file])
+                with lock:
+                    done[0] += file.size
+                    self.emit(Progress("uploading", planned.branch, file.path, done[0], total))
+            return file
+
+        with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS, thread_name_prefix="hubpub-upload") as pool:
+            return list(pool.map(upload, pending))
 
 
 def release_tag(tag: str, branch: str) -> str:
@@ -170,21 +268,24 @@ def release_tag(tag: str, branch: str) -> str:
     return f"{tag}-{branch}"
 
 
-def _tag(hub: Hub, repo_id: str, branch: str, tag: str, commit: str) -> str:
-    name = release_tag(tag, branch)
-    hub.create_tag(repo_id, name, commit, f"hubpub release {tag} of {branch}")
-    return f"tagged {commit[:12]} as {name}"
-
-
-def _plan(
-    manifest: Manifest, variant: Variant, local: Sequence[LocalFile], state: RemoteState, prune: bool,
-    card_only: bool,
-) -> Plan:
-    return make_plan(
-        manifest.repo_id, variant.branch, local, state.files,
-        parent_commit=state.head or state.start, repo_exists=state.repo_exists,
-        branch_exists=state.branch_exists, prune=prune, card_only=card_only,
+def _refuse_moving_tag(repo_id: str, tag: str, state: RemoteState, planned: Plan) -> None:
+    """A release tag is created, or accepted when it already names the commit this push leaves the branch at;
+    anything else is refused before a commit is made, never silently left pointing elsewhere."""
+    existing = state.tags.get(tag)
+    if existing is None or (planned.is_noop and existing == state.head):
+        return
+    raise TagConflict(
+        f"tag {tag!r} of {repo_id} already names commit {existing[:12]}, not the commit this push makes; "
+        "nothing was committed",
+        hint="release under a new version, or delete the old tag on the Hub first if it was a mistake",
     )
+
+
+def _tag(hub: Hub, repo_id: str, branch: str, tag: str, commit: str, state: RemoteState, emit: Emit) -> None:
+    created = tag not in state.tags
+    if created:
+        hub.create_tag(repo_id, tag, commit, f"hubpub release {tag}")
+    emit(Tagged(branch, tag, commit, created))
 
 
 def _description(planned: Plan, provenance: Provenance, checks: str, push_id: str) -> str:

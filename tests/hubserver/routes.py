@@ -132,7 +132,7 @@ class Routes:
         return json_reply({
             "type": "user", "id": user, "name": user, "fullname": user, "email": f"{user}@example.invalid",
             "emailVerified": True, "canPay": False, "isPro": False, "orgs": [],
-            "auth": {"type": "access_token", "accessToken": {"displayName": "hubserver", "role": "write"}},
+            "auth": {"type": "access_token", "accessToken": {"displayName": "hubserver", "role": self.hub.token_role}},
         })
 
     def validate_yaml(self) -> Reply:

@@ -255,6 +255,8 @@ class HubServer:
         self.requests: list[Request] = []
         self.page_size: int | None = None  # override the Hub's page sizes (tree 1000, expanded 50, commits 50)
         self._faults: list[Fault] = []
+        self.token_role = "write"  # what whoami says of the token: "write" or "read"
+        self.faults_taken = threading.Event()  # set once any injected fault has been applied to a request
         self._lock = threading.Lock()
         self._secret = secrets.token_bytes(16)  # signs LFS upload URLs, which carry no Authorization header
         self._httpd: _HTTPServer | None = None
@@ -334,6 +336,7 @@ class HubServer:
         with self._lock:
             for fault in self._faults:
                 if fault.times > 0 and fault.method in ("*", method) and fault.path.search(path):
+                    self.faults_taken.set()  # tests wait on this, not on the clock
                     fault.times -= 1
                     if fault.times == 0:
                         self._faults.remove(fault)
