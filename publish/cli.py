@@ -105,9 +105,9 @@ def main() -> None:
 def render(manifest: str, branch: str | None, out: Path | None, check: bool, verbosity: int) -> None:
     """Render each variant's README.md from the manifest and the templates.
 
-    Works offline and without weights. When a variant's checkpoint folder is present, the size, bits, group
-    size, symmetry, scale dtype and unquantized families come from its weights, and any disagreement with the
-    manifest is an error; a report recorded by `hubpub check` for unchanged weights is reused. A templates/ folder
+    Works offline and without weights. When a variant's checkpoint folder is present, the scheme, size, bits,
+    group size, symmetry, scale dtype and unquantized families come from its weights, and any disagreement with
+    the manifest is an error, as are weights that cannot back a card (an unsupported format); a report recorded by `hubpub check` for unchanged weights is reused. A templates/ folder
     next to the manifest overrides the default templates file by file.
     """
     from .commands.render import render as render_cards
