@@ -106,8 +106,9 @@ class Scheme:
         """What the activations are at inference: BF16/FP16 ("16-bit") when not quantized."""
         if self.inputs is None:
             return "16-bit"
-        kind = "dynamic" if self.inputs.dynamic else "static"
-        return f"{type_name(self.inputs)} ({kind}, per {text(self.inputs.strategy)})"
+        dynamic = text(self.inputs.dynamic)
+        kind = {"True": "dynamic", "local": "dynamic, global scale static", "False": "static"}.get(dynamic, dynamic)
+        return f"{type_name(self.inputs)} ({kind}, per {text(self.inputs.strategy).replace('_', ' ')})"
 
     @cached_property
     def name(self) -> str:

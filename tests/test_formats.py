@@ -239,3 +239,26 @@ def test_render_refuses_a_manifest_that_contradicts_the_weights(good: dict[str, 
     manifest.write_text(manifest.read_text().replace("group_size: 16", "group_size: 64"))
     done = invoke("render", "--manifest", str(manifest))
     assert done.exit_code == 1 and "group_size: manifest 64, weights 16" in done.output
+
+
+@pytest.mark.parametrize(("arch", "name", "unquantized"), [
+    ("moe", "w4a16-group", ["router", "embed_tokens", "lm_head"]),
+    ("tied", "fp8-dynamic", ["embed_tokens", "lm_head"]),
+])
+def test_init_and_render_for_moe_and_tied_models(arch: str, name: str, unquantized: list[str], tmp_path: Path) -> None:
+    manifest = manifest_from_init([build(tmp_path / arch, name, arch)], tmp_path / "branches.yaml")
+    assert yaml.safe_load(manifest.read_text())["variants"][0]["unquantized"] == unquantized
+    checked = invoke("check", "--manifest", str(manifest))
+    assert checked.exit_code == 0 and "0 warning(s)" in checked.output, checked.output
+    assert invoke("render", "--manifest", str(manifest)).exit_code == 0
+    card = (tmp_path / "cards" / "main" / "README.md").read_text()
+    assert "| Unquantized layers | " + ", ".join(f"`{f}`" for f in unquantized) + " |" in card
+
+
+def test_facts_recorded_before_the_format_model_still_load() -> None:
+    from publish.facts import WeightFacts
+
+    old = {"bits": 8, "group_size": -1, "symmetric": True, "scale_dtype": "FP16",
+           "unquantized": ["visual", "lm_head"], "total_bytes": 10}
+    facts = WeightFacts.from_dict(old)
+    assert (facts.unquantized, facts.scheme, facts.refusal) == (("visual", "lm_head"), None, None)
