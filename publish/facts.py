@@ -64,6 +64,11 @@ def derive_facts(checkpoint: Checkpoint) -> WeightFacts:
     refusal = f"{CONFIG_FILE}: {checkpoint.unsupported}" if checkpoint.unsupported else None
     if refusal is None and checkpoint.quantization_error:
         refusal = f"compressed-tensors refuses the quantization_config: {checkpoint.quantization_error}"
+    if refusal is None and checkpoint.quantization_raw is None:
+        refusal = (f"{CONFIG_FILE} has no quantization_config (also looked in text_config and compression_config, "
+                   "as vLLM does)")
+    if refusal is None and not modules:
+        refusal = "no module is stored quantized"
     if refusal is None and len(used) < len(modules):
         untargeted = sorted(m.name for m in modules if m.scheme is None)
         refusal = f"{len(untargeted)} quantized module(s) have no config group (e.g. {untargeted[0]})"

@@ -262,3 +262,12 @@ def test_facts_recorded_before_the_format_model_still_load() -> None:
            "unquantized": ["visual", "lm_head"], "total_bytes": 10}
     facts = WeightFacts.from_dict(old)
     assert (facts.unquantized, facts.scheme, facts.refusal) == (("visual", "lm_head"), None, None)
+
+
+def test_init_refuses_a_checkpoint_without_quantization_config(tmp_path: Path) -> None:
+    folder = build(tmp_path / "plain", "w4a16-group")
+    config = json.loads((folder / "config.json").read_text())
+    del config["quantization_config"]
+    (folder / "config.json").write_text(json.dumps(config))
+    done = invoke("init", str(folder), "--out", str(tmp_path / "branches.yaml"))
+    assert done.exit_code == 2 and "no quantization_config" in done.output
