@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError
 from .families import NOT_LINEAR, family_of
-from .formats import Scheme, check_scheme, resolve_format, solve_in_features, strip_legacy_actorder, why_unsupported
+from .formats import Scheme, solve_in_features
+from .quantconfig import match_config, parse_quantization
 
 if TYPE_CHECKING:
     from .tensorset import Problem
@@ -165,23 +166,6 @@ class Checkpoint:
         return bool(tied) and not any(family_of(m) == "lm_head" for m in self.modules)
 
 
-class Matcher:
-    """compressed-tensors' `match_name` over a list of targets; exact names go through a set, for speed."""
-
-    def __init__(self, entries: tuple[str, ...] | list[str]) -> None:
-        from compressed_tensors.utils.match import match_name
-
-        self._match_name = match_name
-        self.entries = tuple(entries)
-        self.exact = {e for e in self.entries if not e.startswith("re:")}
-        self.patterns = tuple(e for e in self.entries if e.startswith("re:"))
-
-    def first(self, name: str) -> str | None:
-        if name in self.exact:
-            return name
-        return next((p for p in self.patterns if self._match_name(name, p)), None)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Pure: from what was read to a Checkpoint
 
@@ -207,7 +191,7 @@ def build_checkpoint(
         for name, (dtype, shape) in headers[shard].items():
             holders.setdefault(name, []).append(shard)
             tensors.setdefault(name, Tensor(name, dtype, tuple(shape), shard))
-    quantization, quantization_error, schemes, unsupported = _parse_quantization(quantization_raw)
+    quantization, quantization_error, schemes, unsupported = parse_quantization(quantization_raw)
     by_module: dict[str, dict[str, Tensor]] = {}
     for tensor in tensors.values():
         by_module.setdefault(tensor.module, {})[tensor.param] = tensor
@@ -215,7 +199,7 @@ def build_checkpoint(
     stored_quantized = {m for m, params in by_module.items() if _is_quantized(params)}
     dense = sorted(m for m, params in by_module.items() if m not in stored_quantized and "weight" in params
                    and len(params["weight"].shape) == 2 and not NOT_LINEAR.search(m))
-    targeted, ignored = _match_config(quantization, schemes, [*stored_quantized, *dense])
+    targeted, ignored = match_config(quantization, schemes, [*stored_quantized, *dense])
     quantized: dict[str, QuantizedModule] = {}
     for module in sorted(stored_quantized):
         scheme = schemes.get(targeted.get(module, ""))
@@ -231,77 +215,12 @@ def build_checkpoint(
     )
 
 
-def _parse_quantization(
-    raw: Mapping[str, Any] | None,
-) -> tuple[Any, str | None, dict[str, Scheme], str | None]:
-    """(QuantizationConfig, why compressed-tensors refuses it, a Scheme per config group, why hubpub cannot
-    check it)."""
-    if raw is None:
-        return None, None, {}, None
-    method = raw.get("quant_method")
-    if method != "compressed-tensors":
-        return None, None, {}, f"quant_method is {method!r}; hubpub checks compressed-tensors checkpoints only"
-    sparsity = raw.get("sparsity_config") or {}
-    sparse_format = sparsity.get("format") if isinstance(sparsity, Mapping) else None
-    if sparse_format not in (None, "dense"):
-        return None, None, {}, f"sparsity_config.format is {sparse_format!r}: " + (why_unsupported(sparse_format) or "")
-    from compressed_tensors.quantization import QuantizationConfig
-    from pydantic import ValidationError
-
-    top = raw.get("format")
-    if isinstance(top, str) and top not in ("mixed-precision", "dense", "fakequant") and why_unsupported(top):
-        return None, None, {}, why_unsupported(top)
-    cleaned, legacy = strip_legacy_actorder(raw)
-    try:
-        config = QuantizationConfig.model_validate(cleaned)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'quantization_config'}: {e['msg']}" for e in error.errors()
-        )
-        return None, problems, {}, None
-    schemes: dict[str, Scheme] = {}
-    for group, ct_scheme in config.config_groups.items():
-        if ct_scheme.weights is None:
-            continue
-        try:
-            fmt = resolve_format(config, ct_scheme)
-        except StopIteration:  # compressed-tensors' infer_module_format finds no compressor for the scheme
-            return config, None, {}, f"config group {group!r}: no compressed-tensors format fits its scheme"
-        why = why_unsupported(fmt) or check_scheme(scheme := Scheme(group, fmt, ct_scheme, group in legacy))
-        if why:
-            return config, None, {}, why
-        schemes[group] = scheme
-    return config, None, schemes, None
-
-
 def _is_quantized(params: Mapping[str, Tensor]) -> bool:
     """Stored compressed: packed, or a weight in a dtype no model computes in (I8, F8_E4M3, …)."""
     if "weight_packed" in params:
         return True
     weight = params.get("weight")
     return weight is not None and weight.dtype not in DENSE_DTYPES
-
-
-def _match_config(
-    config: Any, schemes: Mapping[str, Scheme], modules: list[str]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """For each Linear module: the first config group targeting it ("Linear" targets every one), and the ignore
-    entry matching it, with compressed-tensors' own name matching."""
-    if config is None:
-        return {}, {}
-    groups = [(name, Matcher([t for t in s.targets if t != "Linear"]), "Linear" in s.targets)
-              for name, s in config.config_groups.items() if name in schemes]
-    ignore = Matcher(list(config.ignore or []))
-    targeted: dict[str, str] = {}
-    ignored: dict[str, str] = {}
-    for module in modules:
-        group = next((name for name, matcher, linear in groups if linear or matcher.first(module)), None)
-        if group is not None:
-            targeted[module] = group
-        entry = ignore.first(module)
-        if entry is not None:
-            ignored[module] = entry
-    return targeted, ignored
 
 
 def _quantized_module(

@@ -12,11 +12,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from .checkpoint import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint, Matcher, QuantizedModule
+from .checkpoint import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint, QuantizedModule
 from .facts import SIZE_TOLERANCE, same_scheme_name, size_matches
 from .families import family_of
 from .formats import Scheme, supported_formats, text
 from .manifest import FAMILIES, Variant
+from .quantconfig import Matcher
 
 Severity = Literal["error", "warning"]
 REPEATS_SHOWN = 3  # findings shown per (code, parameter) before the rest are counted in one
