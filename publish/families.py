@@ -1,6 +1,6 @@
 """Module families: the words a card uses for a group of modules, derived from the model's own module names.
 
-Any architecture maps onto one vocabulary (`FAMILIES` in manifest.py): vision towers, MTP heads, attention
+Any architecture maps onto one vocabulary (`FAMILIES` in manifest.py): vision and audio towers, MTP heads, attention
 (`self_attn`, also a model's `attn`, `attention`, `self_attention`), Qwen3.6's `linear_attn`, the MLP, and for
 mixture-of-experts models the routed `experts`, the `shared_experts` and the `router` (the gate that picks experts,
 plus a shared expert's own gate), then `embed_tokens` and `lm_head`. What fits none of them is "other".
@@ -12,6 +12,7 @@ import re
 from functools import lru_cache
 
 VISION = frozenset({"visual", "vision_tower", "vision_model", "vision", "vision_encoder", "image_encoder"})
+AUDIO = frozenset({"audio_tower", "audio_model", "audio_encoder", "audio"})
 ATTENTION = frozenset({"self_attn", "attn", "attention", "self_attention"})
 MLP = frozenset({"mlp", "feed_forward", "ffn", "block_sparse_moe", "moe"})
 EXPERTS = frozenset({"experts"})
@@ -30,6 +31,8 @@ def family_of(module: str) -> str:
         return "mtp"
     if VISION & set(parts):
         return "visual"
+    if AUDIO & set(parts):
+        return "audio"
     if parts[-1] in ROUTER_LEAVES and len(parts) > 1 and (parts[-2] in MLP or parts[-2] in SHARED_EXPERTS):
         return "router"
     if SHARED_EXPERTS & set(parts):

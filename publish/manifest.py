@@ -23,7 +23,7 @@ DEFAULT_MANIFEST = "branches.yaml"
 # model's module names onto (families.py): attention of any name is self_attn; a mixture of experts adds the
 # routed experts, the shared experts and the router gates.
 FAMILIES = (
-    "visual", "mtp", "self_attn", "linear_attn", "mlp", "experts", "shared_experts", "router", "embed_tokens",
+    "visual", "audio", "mtp", "self_attn", "linear_attn", "mlp", "experts", "shared_experts", "router", "embed_tokens",
     "lm_head",
 )
 
