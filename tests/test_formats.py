@@ -17,13 +17,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from publish.checkpoint import read_checkpoint
+from publish.checkpoint import build_checkpoint, read_checkpoint
 from publish.cli import main
 from publish.facts import derive_facts
 from publish.findings import collect_findings
 from publish.manifest import Variant
 
-from .fixtures.formats import CASE_DEFECTS, CASES, EXPECTED, Case, build
+from .fixtures.formats import CASE_DEFECTS, CASES, EXPECTED, Case, build, plan, write
 
 PAIRS = [(case, defect) for case, defects in CASE_DEFECTS.items() for defect in defects]
 UNQUANTIZED = {"llama": ("embed_tokens", "lm_head"), "tied": ("embed_tokens", "lm_head"),
@@ -88,6 +88,20 @@ def test_each_mistake_is_found_and_the_facts_are_refused(name: str, defect: str,
     assert len(findings) <= 12, "one mistake, a handful of findings: not hundreds"
     if code.startswith("T"):
         assert derive_facts(checkpoint).refusal is not None
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_headers_alone_suffice_as_on_a_hub_revision(name: str, good: dict[str, Path]) -> None:
+    """`check --remote` has the headers but not the weight_shape values: in_features comes from the packing."""
+    local = read_checkpoint(good[name])
+    headers: dict[str, dict[str, tuple[str, tuple[int, ...]]]] = {}
+    for tensor in local.tensors.values():
+        headers.setdefault(tensor.shard, {})[tensor.name] = (tensor.dtype, tensor.shape)
+    remote = build_checkpoint(location="remote", files=local.files, headers=headers, unreadable={},
+                              index=local.index, index_error=None, config=local.config, config_error=None,
+                              quantization_raw=local.quantization_raw, sidecar=None, weight_shapes={})
+    assert collect_findings(remote, variant_for(good[name], CASES[name])) == ()
+    assert derive_facts(remote) == derive_facts(local)
 
 
 def test_nvfp4_facts_say_group_16_with_fp8_scales_not_int32_arithmetic(good: dict[str, Path]) -> None:
@@ -271,3 +285,14 @@ def test_init_refuses_a_checkpoint_without_quantization_config(tmp_path: Path) -
     (folder / "config.json").write_text(json.dumps(config))
     done = invoke("init", str(folder), "--out", str(tmp_path / "branches.yaml"))
     assert done.exit_code == 2 and "no quantization_config" in done.output
+
+
+def test_an_fp8_kv_cache_scheme_and_its_scales_are_not_mistaken_for_weights(tmp_path: Path) -> None:
+    import torch
+
+    made = plan(CASES["fp8-static"])
+    for name in ("k_scale", "v_scale"):
+        made.tensors[f"model.layers.0.self_attn.{name}"] = torch.ones(1, dtype=torch.bfloat16)
+    made.quantization["kv_cache_scheme"] = {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "tensor"}
+    folder = write(made, tmp_path / "kv")
+    assert collect_findings(read_checkpoint(folder), variant_for(folder, CASES["fp8-static"])) == ()
