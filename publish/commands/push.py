@@ -133,7 +133,11 @@ def push(
                 emit(Note(variant.branch, note))
             step = _VariantStep(manifest, variant, unhashed(files), hub, options, hashing, emit)
             results.append(step.run(provenance, report, notes))
-        hashing.wait()
+        # A push has consumed every digest by now; a plan needs only those of files it had to compare.
+        if dry_run:
+            hashing.cancel()
+        else:
+            hashing.wait()
     except BaseException:
         hashing.cancel()
         raise
