@@ -89,8 +89,13 @@ def main() -> None:
       hubpub init FOLDER...          start a branches.yaml from existing checkpoint folders
       hubpub plan --branch gs128     show what a push would add, update, delete or keep
       hubpub push --branch gs128     check, render and publish one variant in one commit
+      hubpub push --all --card-only  publish only the cards (the weights are already on the Hub)
 
-    Exit codes: 0 ok, 1 checks failed / out of date / Hub failure, 2 bad usage or input.
+    Push and plan report each step as it happens (--json for a machine-readable report); every command takes
+    -q/--quiet and -v/--verbose.
+
+    Exit codes: 0 ok, 1 checks failed / out of date / Hub failure / tag conflict, 2 bad usage or input (a missing
+    folder, a TODO left in the manifest, no or a read-only token).
     """
 
 
