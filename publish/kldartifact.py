@@ -78,7 +78,7 @@ def read_artifact(path: Path) -> KldArtifact:
 
 
 def write_artifact(path: Path, data: dict[str, Any]) -> None:
-    from .files import atomic_write
+    from .atomic import atomic_write
 
     atomic_write(path, json.dumps(data, indent=2) + "\n")
 
