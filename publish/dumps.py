@@ -192,39 +192,78 @@ def assemble(folder: Path, out: Path, info: DumpInfo) -> str:
 
 
 class Dump:
-    """A dump opened for reading in slices of windows (memory-mapped; never loaded whole)."""
+    """A dump opened for reading in slices of windows, with positioned reads: never loaded or mapped whole, so a
+    1 GB dump costs only the slice being scored in resident memory."""
 
     def __init__(self, path: Path) -> None:
-        from safetensors import SafetensorError, safe_open
-
         self.path = path
         if not path.is_file():
             raise DumpError("dump not found", file=path, hint="make it with `hubpub eval dump`")
-        try:
-            self._file = safe_open(str(path), framework="numpy")
-        except (SafetensorError, OSError, ValueError) as error:
-            raise DumpError(f"not a readable safetensors file: {error}", file=path,
-                            hint="make the dump again with `hubpub eval dump`") from None
-        self.info = DumpInfo.from_metadata(self._file.metadata() or {}, path)
-        keys = set(self._file.keys())
+        header, self._data_start = _read_header(path)
+        self.info = DumpInfo.from_metadata(header.pop("__metadata__", None) or {}, path)
+        self._tensors: dict[str, tuple[np.dtype[Any], list[int], int]] = {}
+        for name, entry in header.items():
+            dtype = {code: np.dtype(t) for code, t in _DTYPES.values()}.get(entry.get("dtype"))
+            if name in TENSORS and dtype is not None:
+                self._tensors[name] = (dtype, list(entry["shape"]), int(entry["data_offsets"][0]))
         for name in TENSORS[:3]:
-            if name not in keys:
-                raise DumpError(f"tensor {name!r} is missing", file=path, hint="make the dump again")
-        n, length = self._file.get_slice("token_ids").get_shape()
-        k = self._file.get_slice("topk_ids").get_shape()
-        if (n, length) != (self.info.samples, self.info.sequence_length) or list(k[:2]) != [n, length]:
-            raise DumpError(f"tensor shapes {[n, length]} / {k} do not match the metadata's samples "
+            if name not in self._tensors:
+                raise DumpError(f"tensor {name!r} is missing or has the wrong dtype", file=path,
+                                hint="make the dump again with `hubpub eval dump`")
+        shape, k = self._tensors["token_ids"][1], self._tensors["topk_ids"][1]
+        if shape != [self.info.samples, self.info.sequence_length] or k[:2] != shape or len(k) != 3:
+            raise DumpError(f"tensor shapes {shape} / {k} do not match the metadata's samples "
                             f"{self.info.samples} and sequence_length {self.info.sequence_length}", file=path)
         self.top_k = int(k[2])
-        self.has_full = "logprobs" in keys
+        self.has_full = "logprobs" in self._tensors
 
     def token_ids(self) -> npt.NDArray[np.int64]:
-        return np.asarray(self._file.get_tensor("token_ids"), dtype=np.int64)
+        return self.rows("token_ids", slice(0, self.info.samples), slice(0, self.info.sequence_length)).reshape(
+            self.info.samples, self.info.sequence_length)
 
     def rows(self, name: str, windows: slice, rows: slice) -> np.ndarray:
         """`name`[windows, rows] flattened to [windows × rows, ...]."""
-        block = self._file.get_slice(name)[windows, rows]
-        return block.reshape(-1, *block.shape[2:])
+        dtype, shape, begin = self._tensors[name]
+        length, inner = shape[1], shape[2:]
+        per_row = int(np.prod(inner, dtype=np.int64)) * dtype.itemsize
+        first, last, _ = windows.indices(shape[0])
+        r0, r1, _ = rows.indices(length)
+        out = np.empty(((last - first) * (r1 - r0), *inner), dtype=dtype)
+        view = out.reshape(-1).view(np.uint8)
+        with open(self.path, "rb", buffering=0) as handle:
+            if r0 == 0 and r1 == length:  # whole windows are contiguous: one read
+                _read_into(handle, view, self._data_start + begin + first * length * per_row)
+            else:
+                size = (r1 - r0) * per_row
+                for i, window in enumerate(range(first, last)):
+                    offset = self._data_start + begin + (window * length + r0) * per_row
+                    _read_into(handle, view[i * size:(i + 1) * size], offset)
+        return out
+
+
+def _read_header(path: Path) -> tuple[dict[str, Any], int]:
+    try:
+        with open(path, "rb") as handle:
+            size = struct.unpack("<Q", handle.read(8))[0]
+            if size > 100_000_000:
+                raise ValueError("header too large")
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError, struct.error) as error:
+        raise DumpError(f"not a readable safetensors file: {error}", file=path,
+                        hint="make the dump again with `hubpub eval dump`") from None
+    if not isinstance(header, dict):
+        raise DumpError("not a safetensors header", file=path, hint="make the dump again with `hubpub eval dump`")
+    return header, 8 + size
+
+
+def _read_into(handle: Any, view: np.ndarray, offset: int) -> None:
+    handle.seek(offset)
+    done = 0
+    while done < view.nbytes:
+        count = handle.readinto(view.data[done:])
+        if not count:
+            raise DumpError("the dump is truncated", file=handle.name, hint="make the dump again")
+        done += count
 
 
 def file_sha256(path: Path) -> str:
