@@ -99,14 +99,23 @@ def tokenizer_sha256(name: str) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
-def local_vocab_size(model: str) -> int | None:
-    """The model's vocabulary size from a local config.json (also `text_config`), or None."""
+def vocab_size(model: str, tokenizer: Any) -> int:
+    """The model's vocabulary (its logits' width): config.json's `vocab_size` (also `text_config`), from the local
+    folder or the Hub, else the tokenizer's length. Two dumps of one model family must agree on it."""
     path = Path(model) / "config.json"
-    if not path.is_file():
-        return None
-    config = json.loads(path.read_text(encoding="utf-8"))
-    size = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
-    return int(size) if size else None
+    if path.is_file():
+        config = json.loads(path.read_text(encoding="utf-8"))
+        size = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+        if size:
+            return int(size)
+    else:
+        from transformers import AutoConfig
+
+        try:
+            return int(AutoConfig.from_pretrained(model).get_text_config().vocab_size)
+        except LOAD_ERRORS + (AttributeError,):
+            pass
+    return len(tokenizer)
 
 
 # --- transformers ------------------------------------------------------------------------------------------------

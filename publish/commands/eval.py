@@ -101,10 +101,8 @@ def dump(
     samples, sequence_length = int(windows.shape[0]), int(windows.shape[1])
     backend: Any
     if server is not None:
-        vocab = eb.local_vocab_size(model)
-        if vocab is None:
-            loaded_tokenizer = loaded_tokenizer or eb.load_tokenizer(tokenizer_name)
-            vocab = len(loaded_tokenizer)
+        loaded_tokenizer = loaded_tokenizer or eb.load_tokenizer(tokenizer_name)
+        vocab = eb.vocab_size(model, loaded_tokenizer)
         backend = eb.ServerBackend(server, served_model or model, top_k, vocab, sleep=sleep)
     else:
         backend = eb.TransformersBackend(model, top_k, revision=revision, device=device)
