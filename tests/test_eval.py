@@ -271,6 +271,16 @@ def test_eval_score_through_the_cli(dumps: dict[str, Path], tmp_path: Path) -> N
     assert json.loads(out.read_text())["config"]["method"] == "second-half"
 
 
+def test_eval_dump_through_the_cli_and_again(tiny: kldmodels.TinyModels, tmp_path: Path) -> None:
+    args = ("eval", "dump", "--model", str(tiny.reference), "--text", str(tiny.text), "--sequence-length",
+            str(LENGTH), "--samples", "2", "--top-k", "8", "--out", str(tmp_path / "ref.safetensors"))
+    first = cli(*args)
+    assert first.code == 0, first.err
+    assert "ref.safetensors: 2/2 windows" in first.err and "written, 2 windows × 32 tokens, top-8" in first.out
+    again = cli(*args)
+    assert again.code == 0 and "already complete" in again.out and "windows" not in again.err
+
+
 def test_eval_with_bad_input_exits_2_without_a_traceback(tmp_path: Path) -> None:
     done = cli("eval", "score", str(tmp_path / "missing.safetensors"), str(tmp_path / "b.safetensors"))
     assert done.code == 2

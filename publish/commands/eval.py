@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,16 @@ def dump(
         text_sha = hashlib.sha256(body.encode("utf-8")).hexdigest()
         windows = make_windows(eb.tokenize(loaded_tokenizer, body), sequence_length, samples, name)
     samples, sequence_length = int(windows.shape[0]), int(windows.shape[1])
+    info = DumpInfo(
+        model=model, backend="server" if server else "transformers", dataset=name, split=split,
+        text_sha256=text_sha, sequence_length=sequence_length, samples=samples, top_k=top_k, vocab_size=0,
+        revision=revision, weights_sha256=eb.weights_sha256(Path(model)), tokenizer=tokenizer_name,
+        tokenizer_sha256=eb.tokenizer_sha256(tokenizer_name),
+    )
+    # A finished dump of the same model, text and K is kept, before paying for loading the model.
+    finished = _finished_dump(out, info, windows)
+    if finished is not None:
+        return DumpResult(out, file_sha256(out), finished, reused=True)
     backend: Any
     if server is not None:
         loaded_tokenizer = loaded_tokenizer or eb.load_tokenizer(tokenizer_name)
@@ -107,14 +117,7 @@ def dump(
     else:
         backend = eb.TransformersBackend(model, top_k, revision=revision, device=device)
         workers = 1  # one model, one forward pass at a time
-    info = DumpInfo(
-        model=model, backend="server" if server else "transformers", dataset=name, split=split,
-        text_sha256=text_sha, sequence_length=sequence_length, samples=samples, top_k=backend.top_k,
-        vocab_size=backend.vocab_size, revision=revision, weights_sha256=eb.weights_sha256(Path(model)),
-        tokenizer=tokenizer_name, tokenizer_sha256=eb.tokenizer_sha256(tokenizer_name),
-    )
-    if out.is_file() and _same_dump(out, info, windows):
-        return DumpResult(out, file_sha256(out), info, reused=True)
+    info = replace(info, top_k=backend.top_k, vocab_size=backend.vocab_size)
     try:
         eb.run_windows(backend, np.asarray(windows), partial_folder(out), info, workers=workers, progress=progress)
     finally:
@@ -123,14 +126,22 @@ def dump(
     return DumpResult(out, assemble(partial_folder(out), out, info), info)
 
 
-def _same_dump(path: Path, info: DumpInfo, windows: Any) -> bool:
+def _finished_dump(path: Path, wanted: DumpInfo, windows: Any) -> DumpInfo | None:
+    """The existing dump at `path` if it is of the same model, text and windows, with K as asked (or the whole
+    vocabulary when K exceeds it)."""
     import numpy as np
 
+    if not path.is_file():
+        return None
     try:
         existing = Dump(path)
     except DumpError:
-        return False
-    return existing.info == info and bool(np.array_equal(existing.token_ids(), windows))
+        return None
+    found = existing.info
+    same_k = found.top_k == min(wanted.top_k, found.vocab_size)
+    if replace(found, top_k=wanted.top_k, vocab_size=0) != wanted or not same_k:
+        return None
+    return found if np.array_equal(existing.token_ids(), windows) else None
 
 
 def score(reference: Path, variant: Path, method: str, approximation: str, out: Path | None = None) -> dict[str, Any]:
