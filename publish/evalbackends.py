@@ -12,7 +12,7 @@ import json
 import random
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -190,25 +190,35 @@ class ServerBackend:
             raise EvalError(f"the server's prompt_logprobs has {len(entries) if isinstance(entries, list) else 0} "
                             f"entries for a {len(tokens)}-token prompt", file=self.url,
                             hint="the server must support prompt_logprobs (vLLM does)")
-        rows = [{int(k): float(v["logprob"]) for k, v in entry.items()} for entry in entries[1:]]
-        rows.append(self._generated_row(choice))
-        ids = np.empty((len(rows), self.top_k), dtype=np.int32)
-        values = np.empty((len(rows), self.top_k), dtype=np.float32)
-        for index, row in enumerate(rows):
-            # vLLM adds the prompt's own token to its top-K when it is not among them; keep the K most likely.
-            best = sorted(row.items(), key=lambda item: -item[1])[: self.top_k]
-            if len(best) < self.top_k:
-                raise EvalError(f"row {index} has {len(best)} log-probs, fewer than K = {self.top_k}", file=self.url,
-                                hint=f"start vLLM with --max-logprobs {self.top_k}")
-            ids[index] = [token for token, _ in best]
-            values[index] = [value for _, value in best]
+        length = len(tokens)
+        ids = np.empty((length, self.top_k), dtype=np.int32)
+        values = np.empty((length, self.top_k), dtype=np.float32)
+        for row in range(length - 1):
+            entry = entries[row + 1]
+            entries[row + 1] = None  # a K = 1000 answer is ~2 M entries: let each row go once it is copied
+            self._keep_top_k(row, entry.keys(), (v["logprob"] for v in entry.values()), len(entry), ids, values)
+        last = self._generated_row(choice)
+        self._keep_top_k(length - 1, last.keys(), last.values(), len(last), ids, values)
         full = None
         if self.top_k >= self.vocab_size:
-            full = np.full((len(rows), self.vocab_size), -np.inf, dtype=np.float32)
+            full = np.full((length, self.vocab_size), -np.inf, dtype=np.float32)
             np.put_along_axis(full, ids.astype(np.int64), values, axis=1)
         return WindowLogprobs(tokens, ids, values, full)
 
+    def _keep_top_k(self, row: int, keys: Iterable[Any], logprobs: Iterable[float], count: int,
+                    ids: np.ndarray, values: np.ndarray) -> None:
+        """Row `row` of ids/values: the K most likely of the answer's tokens, most likely first. (vLLM adds the
+        prompt's own token to its top-K when it is not among them.)"""
+        if count < self.top_k:
+            raise EvalError(f"row {row} has {count} log-probs, fewer than K = {self.top_k}", file=self.url,
+                            hint=f"start vLLM with --max-logprobs {self.top_k}")
+        row_ids = np.fromiter((int(k) for k in keys), dtype=np.int64, count=count)
+        row_values = np.fromiter(logprobs, dtype=np.float64, count=count)
+        best = np.argsort(-row_values, kind="stable")[: self.top_k]
+        ids[row], values[row] = row_ids[best], row_values[best]
+
     def _generated_row(self, choice: dict[str, Any]) -> dict[int, float]:
+        """The generated position's top-K (the row after the window's last token), keyed by token id."""
         top = ((choice.get("logprobs") or {}).get("top_logprobs") or [None])[0]
         if not isinstance(top, dict):
             raise EvalError("the server returned no logprobs for the generated token", file=self.url,
