@@ -8,8 +8,8 @@ datasets). Schema, version 1:
      "config": {"method", "approximation", "top_k", "dataset": {"name", "split", "text_sha256"},
                 "sequence_length", "samples"},
      "metrics": {"median", "p90", "p99", "mean", "max", "mean_coverage", "same_top1", "positions"},
-     "reference": {"model", "revision", "weights_sha256", "backend", "dump_sha256"}, "variant": {...},
-     "tokenizer": {"name", "sha256"}}
+     "reference": {"model", "revision", "weights_sha256", "backend", "top_k", "tokenizer_sha256", "dump_sha256"},
+     "variant": {...the same keys}, "tokenizer": {"name", "sha256"}}
 """
 
 from __future__ import annotations
