@@ -14,9 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from publish.cli import main
 from publish.commands.check import check
 from publish.commands.eval import TextSource, dump, score
 from publish.commands.render import render
@@ -25,7 +23,7 @@ from publish.errors import DumpError, EvalError, FactMismatch, ManifestError
 from publish.manifest import KLD_METHODS, load_manifest
 
 from . import kldmodels
-from .conftest import ROOT
+from .conftest import ROOT, hubpub
 from .kldserver import CompletionsServer
 
 LENGTH, SAMPLES = 32, 4
@@ -216,16 +214,11 @@ def evaluated(project: Path, tiny: kldmodels.TinyModels) -> Path:
     return project
 
 
-def cli(*args: str) -> SimpleNamespace:
-    result = CliRunner().invoke(main, list(args))
-    return SimpleNamespace(code=result.exit_code, out=result.stdout, err=result.stderr)
-
-
 def test_eval_run_writes_kld_json_and_the_card_shows_it(evaluated: Path, tiny: kldmodels.TinyModels) -> None:
-    done = cli("eval", "run", "--manifest", str(evaluated), "--reference", str(tiny.reference),
-               "--variant", str(tiny.variant))
-    assert done.code == 0, done.err
-    assert "reference: 4/4 windows" in done.err
+    done = hubpub("eval", "run", "--manifest", str(evaluated), "--reference", str(tiny.reference),
+               "--variant", str(tiny.variant), cwd=evaluated.parent)
+    assert done.returncode == 0, done.stderr
+    assert "reference: 4/4 windows" in done.stderr
     artifact = json.loads((evaluated.parent / "kld.json").read_text())
     assert artifact["version"] == 1
     assert artifact["config"] == {"method": "next-token", "approximation": "top-k-tail-bucket", "top_k": 8,
@@ -252,8 +245,8 @@ def test_eval_run_writes_kld_json_and_the_card_shows_it(evaluated: Path, tiny: k
     assert len(findings) == 1 and "metrics.median" in findings[0].message
     with pytest.raises(FactMismatch, match="metrics.median"):
         render(load_manifest(evaluated))
-    checked = cli("check", "--manifest", str(evaluated))
-    assert checked.code == 1 and "E1" in checked.out
+    checked = hubpub("check", "--manifest", str(evaluated), cwd=evaluated.parent)
+    assert checked.returncode == 1 and "E1" in checked.stdout
 
 
 def test_check_catches_a_configuration_the_artifact_was_not_made_with(evaluated: Path, dumps: dict[str, Path]) -> None:
@@ -265,26 +258,28 @@ def test_check_catches_a_configuration_the_artifact_was_not_made_with(evaluated:
 
 def test_eval_score_through_the_cli(dumps: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "kld.json"
-    done = cli("eval", "score", str(dumps["ref-8"]), str(dumps["var-8"]), "--method", "second-half", "--out", str(out))
-    assert done.code == 0, done.err
-    assert f"positions {SAMPLES * (LENGTH // 2 - 1)}" in done.out
+    done = hubpub("eval", "score", str(dumps["ref-8"]), str(dumps["var-8"]), "--method", "second-half",
+                  "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"positions {SAMPLES * (LENGTH // 2 - 1)}" in done.stdout
     assert json.loads(out.read_text())["config"]["method"] == "second-half"
 
 
 def test_eval_dump_through_the_cli_and_again(tiny: kldmodels.TinyModels, tmp_path: Path) -> None:
     args = ("eval", "dump", "--model", str(tiny.reference), "--text", str(tiny.text), "--sequence-length",
             str(LENGTH), "--samples", "2", "--top-k", "8", "--out", str(tmp_path / "ref.safetensors"))
-    first = cli(*args)
-    assert first.code == 0, first.err
-    assert "ref.safetensors: 2/2 windows" in first.err and "written, 2 windows × 32 tokens, top-8" in first.out
-    again = cli(*args)
-    assert again.code == 0 and "already complete" in again.out and "windows" not in again.err
+    first = hubpub(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "ref.safetensors: 2/2 windows" in first.stderr and "written, 2 windows × 32 tokens, top-8" in first.stdout
+    again = hubpub(*args, cwd=tmp_path)
+    assert again.returncode == 0 and "already complete" in again.stdout and "windows" not in again.stderr
 
 
 def test_eval_with_bad_input_exits_2_without_a_traceback(tmp_path: Path) -> None:
-    done = cli("eval", "score", str(tmp_path / "missing.safetensors"), str(tmp_path / "b.safetensors"))
-    assert done.code == 2
-    assert "dump not found" in done.err and "Traceback" not in done.err
+    done = hubpub("eval", "score", str(tmp_path / "missing.safetensors"), str(tmp_path / "b.safetensors"),
+                  cwd=tmp_path)
+    assert done.returncode == 2
+    assert "dump not found" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_manifest_without_numbers_needs_an_artifact(project: Path) -> None:
