@@ -286,11 +286,11 @@ def _run_with_console(run: Callable[[Any], Any], verbosity: int, as_json: bool, 
 # hubpub eval: numpy, safetensors and (for dumps) torch/transformers are imported only when these commands run.
 
 
-def _progress(label: str) -> Any:
+def _progress(label: str, verbosity: int) -> Any:
     def report(done: int, total: int) -> None:
         click.echo(f"{label}: {done}/{total} windows", err=True)
 
-    return report
+    return report if verbosity >= 0 else None
 
 
 def _dataset(value: str | None) -> tuple[str | None, str]:
@@ -337,11 +337,12 @@ def eval_group() -> None:
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=1),
               help="Concurrent server requests.")
 @click.option("--device", help="torch device for transformers (default: cuda if available, else cpu).")
+@verbosity_options
 @_reports_errors
 def eval_dump(model: str, out: Path, text_file: Path | None, dataset: str | None, dataset_config: str | None,
               text_column: str, windows_from: Path | None, sequence_length: int, samples: int, top_k: int,
               server: str | None, served_model: str | None, tokenizer: str | None, revision: str | None,
-              workers: int, device: str | None) -> None:
+              workers: int, device: str | None, verbosity: int) -> None:
     """Dump one model's top-K log-probs over fixed token windows (resumable: rerun to finish)."""
     from .commands.eval import TextSource, dump
     from .errors import UsageError
@@ -352,7 +353,9 @@ def eval_dump(model: str, out: Path, text_file: Path | None, dataset: str | None
     text = TextSource(dataset=name, split=split, config=dataset_config, column=text_column, file=text_file)
     result = dump(model, out, text=text, windows_from=windows_from, sequence_length=sequence_length,
                   samples=samples, top_k=top_k, server=server, served_model=served_model, tokenizer=tokenizer,
-                  revision=revision, workers=workers, device=device, progress=_progress(out.name))
+                  revision=revision, workers=workers, device=device, progress=_progress(out.name, verbosity))
+    if verbosity < 0:
+        return
     state = "already complete" if result.reused else "written"
     click.echo(f"{result.path}: {state}, {result.info.samples} windows × {result.info.sequence_length} tokens, "
                f"top-{result.info.top_k}, sha256 {result.sha256}")
@@ -365,13 +368,13 @@ _approximation = click.option("--approximation", default="top-k-tail-bucket", sh
                               type=click.Choice(["top-k-tail-bucket", "top-k-renormalized", "full-vocab"]))
 
 
-def _print_metrics(out: Path | None, artifact: dict[str, Any]) -> None:
+def _print_metrics(out: Path | None, artifact: dict[str, Any], verbosity: int) -> None:
     m = artifact["metrics"]
     click.echo(f"median {m['median']:.6f}  p90 {m['p90']:.6f}  p99 {m['p99']:.6f}  mean {m['mean']:.6f}  "
                f"max {m['max']:.6f}  coverage {m['mean_coverage']:.6f}  same top-1 {m['same_top1']:.4f}  "
                f"positions {m['positions']:,}")
-    if out is not None:
-        click.echo(f"wrote {out}")
+    if out is not None and verbosity >= 0:
+        click.echo(f"wrote {out}", err=True)
 
 
 @eval_group.command(name="score")
@@ -380,12 +383,14 @@ def _print_metrics(out: Path | None, artifact: dict[str, Any]) -> None:
 @_method
 @_approximation
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write kld.json here.")
+@verbosity_options
 @_reports_errors
-def eval_score(reference: Path, variant: Path, method: str, approximation: str, out: Path | None) -> None:
+def eval_score(reference: Path, variant: Path, method: str, approximation: str, out: Path | None,
+               verbosity: int) -> None:
     """KL(reference ‖ variant) per position from two dumps of the same windows: median, P90, P99, mean, max."""
     from .commands.eval import score
 
-    _print_metrics(out, score(reference, variant, method, approximation, out))
+    _print_metrics(out, score(reference, variant, method, approximation, out), verbosity)
 
 
 @eval_group.command(name="run")
@@ -403,15 +408,18 @@ def eval_score(reference: Path, variant: Path, method: str, approximation: str, 
               help="kld.json (default: evaluation.kld.artifact, else kld.json next to the manifest).")
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--device", help="torch device for transformers.")
+@verbosity_options
 @_reports_errors
 def eval_run(manifest: str, reference: str, variant: str | None, reference_server: str | None,
              reference_served_model: str | None, variant_server: str | None, variant_served_model: str | None,
-             tokenizer: str | None, workdir: Path | None, out: Path | None, workers: int, device: str | None) -> None:
+             tokenizer: str | None, workdir: Path | None, out: Path | None, workers: int, device: str | None,
+             verbosity: int) -> None:
     """Dump the reference and the evaluated variant and score them, all as evaluation.kld configures it."""
     from .commands.eval import run
 
     def progress(label: str, done: int, total: int) -> None:
-        click.echo(f"{label}: {done}/{total} windows", err=True)
+        if verbosity >= 0:
+            click.echo(f"{label}: {done}/{total} windows", err=True)
 
     written, artifact = run(
         _load(manifest), reference, variant=variant, reference_server=reference_server,
@@ -419,7 +427,7 @@ def eval_run(manifest: str, reference: str, variant: str | None, reference_serve
         variant_served_model=variant_served_model, tokenizer=tokenizer, workdir=workdir, out=out,
         workers=workers, device=device, progress=progress,
     )
-    _print_metrics(written, artifact)
+    _print_metrics(written, artifact, verbosity)
 
 
 if __name__ == "__main__":
