@@ -144,6 +144,8 @@ def test_the_datasets_path_resolves_wikitext_configs(monkeypatch: pytest.MonkeyP
     assert dataset_text("wikitext", "validation") == "first\n\nsecond"
     assert calls == [("Salesforce/wikitext", "wikitext-2-raw-v1", "test"),
                      ("Salesforce/wikitext", "wikitext-2-raw-v1", "validation")]
+    # Either spelling is recorded the way the manifest names the dataset.
+    assert TextSource(dataset="wikitext", split="test").read()[1:] == ("wikitext-2-raw-v1", "test")
 
 
 # --- the server backend ------------------------------------------------------------------------------------------

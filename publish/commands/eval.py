@@ -43,9 +43,12 @@ class TextSource:
                 raise DumpError(f"cannot read the text: {error}", file=self.file) from None
         if not self.dataset:
             raise UsageError("give --text FILE or --dataset NAME[:SPLIT]")
-        from ..evalbackends import dataset_text
+        from ..evalbackends import WIKITEXT, dataset_text, resolve_dataset
 
-        return dataset_text(self.dataset, self.split, self.config, self.column), self.dataset, self.split
+        path, config = resolve_dataset(self.dataset, self.config)
+        # `wikitext` and `wikitext-2-raw-v1` are one dataset; record it as the manifest (and the seed's card) names it.
+        name = config if path == WIKITEXT and config else self.dataset
+        return dataset_text(self.dataset, self.split, self.config, self.column), name, self.split
 
 
 @dataclass(frozen=True)
