@@ -74,6 +74,9 @@ def read_artifact(path: Path) -> KldArtifact:
             if key not in block:
                 raise DumpError("missing key", file=path, field=f"{section}.{key}",
                                 hint="produce the artifact again with `hubpub eval`")
+            if section == "metrics" and (isinstance(block[key], bool) or not isinstance(block[key], int | float)):
+                raise DumpError(f"expected a number, found {block[key]!r}", file=path, field=f"metrics.{key}",
+                                hint="produce the artifact again with `hubpub eval`")
     return KldArtifact(path, data)
 
 

@@ -78,6 +78,15 @@ def test_an_artifact_of_another_version_is_refused(tmp_path: Path) -> None:
         read_artifact(path)
 
 
+def test_an_artifact_with_a_metric_that_is_not_a_number_names_it(tmp_path: Path) -> None:
+    data = seed_artifact()
+    data["metrics"] = {**data["metrics"], "p90": "0.0026"}  # type: ignore[dict-item]
+    path = tmp_path / "kld.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DumpError, match=r"metrics.p90: expected a number, found '0.0026'"):
+        read_artifact(path)
+
+
 def test_push_uploads_the_artifact_to_the_evaluated_branch_only(weighed: Path, hub: HubServer) -> None:
     manifest = with_artifact(weighed)
     cache = HashCache(Path(os.environ["HUBPUB_CACHE"]))
