@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import struct
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -77,21 +76,6 @@ def tokenize(tokenizer: Any, text: str) -> list[int]:
 
 
 # --- identities --------------------------------------------------------------------------------------------------
-
-
-def weights_sha256(folder: Path) -> str | None:
-    """sha256 of the weights' index, or of the single safetensors file's header; None when neither is local."""
-    if not folder.is_dir():
-        return None
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        return hashlib.sha256(index.read_bytes()).hexdigest()
-    shards = sorted(folder.glob("*.safetensors"))
-    if len(shards) != 1:
-        return None
-    with open(shards[0], "rb") as handle:
-        size = handle.read(8)
-        return hashlib.sha256(size + handle.read(struct.unpack("<Q", size)[0])).hexdigest()
 
 
 def tokenizer_sha256(name: str) -> str | None:

@@ -14,7 +14,9 @@ datasets). Schema, version 1:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,15 +89,41 @@ def write_artifact(path: Path, data: dict[str, Any]) -> None:
 
 
 def check_artifact(manifest: Manifest) -> list[str]:
-    """`hubpub check`'s view: every way evaluation.kld contradicts its artifact (or why the artifact is unusable)."""
+    """`hubpub check`'s view: every way evaluation.kld contradicts its artifact (or why the artifact is unusable),
+    including, when the evaluated variant's folder is here, weights other than the ones that were measured."""
     path = artifact_path(manifest)
     kld = manifest.evaluation.kld
     if path is None or kld is None:
         return []
     try:
-        return differences(kld, read_artifact(path))
+        artifact = read_artifact(path)
     except DumpError as error:
         return [str(error)]
+    found = differences(kld, artifact)
+    folder = manifest.variant_path(manifest.variant(kld.branch))
+    measured = (artifact.data.get("variant") or {}).get("weights_sha256")
+    current = weights_sha256(folder)
+    if measured and current and measured != current:
+        found.append(f"{artifact.path.name} was measured on other weights than those at {folder} (weights sha256 "
+                     f"{measured[:12]}…, found {current[:12]}…)")
+    return found
+
+
+def weights_sha256(folder: Path) -> str | None:
+    """sha256 of the weights' index, or of the single safetensors file's header; None when neither is local."""
+    if not folder.is_dir():
+        return None
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return hashlib.sha256(index.read_bytes()).hexdigest()
+    shards = sorted(folder.glob("*.safetensors"))
+    if len(shards) != 1:
+        return None
+    with open(shards[0], "rb") as handle:
+        size = handle.read(8)
+        if len(size) < 8:
+            return None
+        return hashlib.sha256(size + handle.read(struct.unpack("<Q", size)[0])).hexdigest()
 
 
 def differences(kld: Kld, artifact: KldArtifact) -> list[str]:

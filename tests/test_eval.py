@@ -6,6 +6,7 @@ The models are tiny (tests/kldmodels.py) and built once per session; the text is
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,6 +250,19 @@ def test_eval_run_writes_kld_json_and_the_card_shows_it(evaluated: Path, tiny: k
         render(load_manifest(evaluated))
     checked = hubpub("check", "--manifest", str(evaluated), cwd=evaluated.parent)
     assert checked.returncode == 1 and "E1" in checked.stdout
+
+
+def test_check_catches_an_artifact_measured_on_other_weights(evaluated: Path, tiny: kldmodels.TinyModels) -> None:
+    from publish.kldartifact import check_artifact
+
+    done = hubpub("eval", "run", "--manifest", str(evaluated), "--reference", str(tiny.reference), "--variant",
+                  str(tiny.variant), cwd=evaluated.parent)
+    assert done.returncode == 0, done.stderr
+    original = evaluated.read_text()
+    for folder, problems in ((tiny.variant, 0), (tiny.reference, 1)):
+        evaluated.write_text(re.sub(r"path: .*Qwen3.6-27B-INT8-AutoRound-main", f"path: {folder}", original))
+        found = check_artifact(load_manifest(evaluated))
+        assert len(found) == problems and all("measured on other weights" in p for p in found)
 
 
 def test_check_catches_a_configuration_the_artifact_was_not_made_with(evaluated: Path, dumps: dict[str, Path]) -> None:

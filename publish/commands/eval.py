@@ -16,6 +16,7 @@ from .. import __version__
 from ..dumps import Dump, DumpInfo, assemble, file_sha256, make_windows, partial_folder
 from ..errors import DumpError, UsageError
 from ..evalbackends import Progress
+from ..kldartifact import weights_sha256
 from ..manifest import Manifest
 
 # Rows × K elements scored at once: bounds memory (a few hundred MB at most) whatever the dump's size.
@@ -105,7 +106,7 @@ def dump(
     info = DumpInfo(
         model=model, backend="server" if server else "transformers", dataset=name, split=split,
         text_sha256=text_sha, sequence_length=sequence_length, samples=samples, top_k=top_k, vocab_size=0,
-        revision=revision, weights_sha256=eb.weights_sha256(Path(model)), tokenizer=tokenizer_name,
+        revision=revision, weights_sha256=weights_sha256(Path(model)), tokenizer=tokenizer_name,
         tokenizer_sha256=eb.tokenizer_sha256(tokenizer_name),
     )
     # A finished dump of the same model, text and K is kept, before paying for loading the model.
