@@ -89,16 +89,20 @@ def write_artifact(path: Path, data: dict[str, Any]) -> None:
 
 
 def check_artifact(manifest: Manifest) -> list[str]:
-    """`hubpub check`'s view: every way evaluation.kld contradicts its artifact (or why the artifact is unusable),
-    including, when the evaluated variant's folder is here, weights other than the ones that were measured."""
+    """`hubpub check`'s view: every way evaluation.kld contradicts its artifact, or why the artifact is unusable."""
     path = artifact_path(manifest)
     kld = manifest.evaluation.kld
     if path is None or kld is None:
         return []
     try:
-        artifact = read_artifact(path)
+        return problems(manifest, kld, read_artifact(path))
     except DumpError as error:
         return [str(error)]
+
+
+def problems(manifest: Manifest, kld: Kld, artifact: KldArtifact) -> list[str]:
+    """The manifest's differences from the artifact and, when the evaluated variant's folder is here, weights other
+    than the ones that were measured (compared by the index's or the single header's sha256: cheap, no tensors)."""
     found = differences(kld, artifact)
     folder = manifest.variant_path(manifest.variant(kld.branch))
     measured = (artifact.data.get("variant") or {}).get("weights_sha256")
@@ -178,15 +182,16 @@ def filled(kld: Kld, artifact: KldArtifact) -> Kld:
 def resolve(manifest: Manifest) -> Manifest:
     """The manifest with evaluation.kld filled from its artifact (unchanged when it names none).
 
-    A hand-written number or setting that contradicts the artifact is a FactMismatch: the card never shows a
-    figure the evaluation did not produce, and the manifest is never silently overridden.
+    A hand-written number or setting that contradicts the artifact, or local weights other than the measured ones,
+    is a FactMismatch: the card never shows a figure the evaluation did not produce, and the manifest is never
+    silently overridden.
     """
     path = artifact_path(manifest)
     kld = manifest.evaluation.kld
     if path is None or kld is None:
         return manifest
     artifact = read_artifact(path)
-    found = differences(kld, artifact)
+    found = problems(manifest, kld, artifact)
     if found:
         raise FactMismatch(
             "evaluation.kld disagrees with its artifact:\n  - " + "\n  - ".join(found),

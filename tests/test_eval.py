@@ -263,6 +263,8 @@ def test_check_catches_an_artifact_measured_on_other_weights(evaluated: Path, ti
         evaluated.write_text(re.sub(r"path: .*Qwen3.6-27B-INT8-AutoRound-main", f"path: {folder}", original))
         found = check_artifact(load_manifest(evaluated))
         assert len(found) == problems and all("measured on other weights" in p for p in found)
+    with pytest.raises(FactMismatch, match="measured on other weights"):
+        render(load_manifest(evaluated))
 
 
 def test_check_catches_a_configuration_the_artifact_was_not_made_with(evaluated: Path, dumps: dict[str, Path]) -> None:
