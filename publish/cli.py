@@ -89,8 +89,14 @@ def main() -> None:
       hubpub init FOLDER...          start a branches.yaml from existing checkpoint folders
       hubpub plan --branch gs128     show what a push would add, update, delete or keep
       hubpub push --branch gs128     check, render and publish one variant in one commit
+      hubpub push --all --card-only  publish only the cards (the weights are already on the Hub)
+      hubpub eval run --reference B  measure KLD against the base model into kld.json (hubpub[eval])
 
-    Exit codes: 0 ok, 1 checks failed / out of date / Hub failure, 2 bad usage or input.
+    Push and plan report each step as it happens (--json for a machine-readable report); every command takes
+    -q/--quiet and -v/--verbose.
+
+    Exit codes: 0 ok, 1 checks failed / out of date / Hub failure / tag conflict, 2 bad usage or input (a missing
+    folder, a TODO left in the manifest, no or a read-only token).
     """
 
 
@@ -274,6 +280,154 @@ def _run_with_console(run: Callable[[Any], Any], verbosity: int, as_json: bool, 
         click.echo(json.dumps(console.report(dry_run=dry_run), indent=2))
     elif verbosity >= 0:
         click.echo(f"hashed {result.hashed_bytes:,} bytes (the rest came from the hash cache)", err=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# hubpub eval: numpy, safetensors and (for dumps) torch/transformers are imported only when these commands run.
+
+
+def _progress(label: str, verbosity: int) -> Any:
+    def report(done: int, total: int) -> None:
+        click.echo(f"{label}: {done}/{total} windows", err=True)
+
+    return report if verbosity >= 0 else None
+
+
+def _dataset(value: str | None) -> tuple[str | None, str]:
+    if not value:
+        return None, "test"
+    name, _, split = value.partition(":")
+    return name, split or "test"
+
+
+@main.group(name="eval")
+def eval_group() -> None:
+    """Measure KL divergence of a variant against its unquantized reference; write kld.json.
+
+    \b
+      hubpub eval dump --model BASE --text wiki.txt --out ref.safetensors
+      hubpub eval dump --model VARIANT --windows-from ref.safetensors --out variant.safetensors
+      hubpub eval score ref.safetensors variant.safetensors --out kld.json
+      hubpub eval run --reference BASE     dumps and scores as branches.yaml's evaluation.kld says
+
+    Logprobs come from transformers (local checkpoint, GPU if present) or, with --server, from an
+    OpenAI-compatible server (vLLM: start it with --max-logprobs K). Needs `pip install 'hubpub[eval]'`.
+    """
+
+
+@eval_group.command(name="dump")
+@click.option("--model", required=True, metavar="PATH_OR_ID",
+              help="The checkpoint folder or Hub id (with --server: recorded identity, tokenizer and vocabulary).")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The dump to write (safetensors).")
+@click.option("--text", "text_file", type=click.Path(dir_okay=False, path_type=Path), help="A local text file.")
+@click.option("--dataset", metavar="NAME[:SPLIT]", help="A datasets dataset, e.g. wikitext-2-raw-v1:test.")
+@click.option("--dataset-config", metavar="CONFIG", help="The dataset's config, when NAME is not enough.")
+@click.option("--text-column", default="text", show_default=True, help="The dataset column holding the text.")
+@click.option("--windows-from", type=click.Path(dir_okay=False, path_type=Path), metavar="DUMP",
+              help="Use exactly the token windows of an earlier dump (dump the variant this way).")
+@click.option("--sequence-length", default=2048, show_default=True, type=click.IntRange(min=2))
+@click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1), help="Windows to evaluate.")
+@click.option("--top-k", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Log-probs kept per position; at least the vocabulary size keeps full distributions.")
+@click.option("--server", metavar="URL", help="An OpenAI-compatible server (vLLM), e.g. http://127.0.0.1:8000/v1.")
+@click.option("--served-model", metavar="NAME", help="The model name the server serves (default: --model).")
+@click.option("--tokenizer", metavar="PATH_OR_ID", help="Where the tokenizer is (default: --model).")
+@click.option("--revision", help="The model's Hub revision, recorded in the dump.")
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Concurrent server requests.")
+@click.option("--device", help="torch device for transformers (default: cuda if available, else cpu).")
+@verbosity_options
+@_reports_errors
+def eval_dump(model: str, out: Path, text_file: Path | None, dataset: str | None, dataset_config: str | None,
+              text_column: str, windows_from: Path | None, sequence_length: int, samples: int, top_k: int,
+              server: str | None, served_model: str | None, tokenizer: str | None, revision: str | None,
+              workers: int, device: str | None, verbosity: int) -> None:
+    """Dump one model's top-K log-probs over fixed token windows (resumable: rerun to finish)."""
+    from .commands.eval import TextSource, dump
+    from .errors import UsageError
+
+    if sum(x is not None for x in (text_file, dataset, windows_from)) != 1:
+        raise UsageError("give exactly one of --text FILE, --dataset NAME[:SPLIT] or --windows-from DUMP")
+    name, split = _dataset(dataset)
+    text = TextSource(dataset=name, split=split, config=dataset_config, column=text_column, file=text_file)
+    result = dump(model, out, text=text, windows_from=windows_from, sequence_length=sequence_length,
+                  samples=samples, top_k=top_k, server=server, served_model=served_model, tokenizer=tokenizer,
+                  revision=revision, workers=workers, device=device, progress=_progress(out.name, verbosity))
+    if verbosity < 0:
+        return
+    state = "already complete" if result.reused else "written"
+    click.echo(f"{result.path}: {state}, {result.info.samples} windows × {result.info.sequence_length} tokens, "
+               f"top-{result.info.top_k}, sha256 {result.sha256}")
+
+
+_method = click.option("--method", default="next-token", show_default=True,
+                       type=click.Choice(["next-token", "second-half", "all-logits"]),
+                       help="Positions scored per window: L-1, L/2-1 (llama.cpp) or L.")
+_approximation = click.option("--approximation", default="top-k-tail-bucket", show_default=True,
+                              type=click.Choice(["top-k-tail-bucket", "top-k-renormalized", "full-vocab"]))
+
+
+def _print_metrics(out: Path | None, artifact: dict[str, Any], verbosity: int) -> None:
+    m = artifact["metrics"]
+    click.echo(f"median {m['median']:.6f}  p90 {m['p90']:.6f}  p99 {m['p99']:.6f}  mean {m['mean']:.6f}  "
+               f"max {m['max']:.6f}  coverage {m['mean_coverage']:.6f}  same top-1 {m['same_top1']:.4f}  "
+               f"positions {m['positions']:,}")
+    if out is not None and verbosity >= 0:
+        click.echo(f"wrote {out}", err=True)
+
+
+@eval_group.command(name="score")
+@click.argument("reference", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("variant", type=click.Path(dir_okay=False, path_type=Path))
+@_method
+@_approximation
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write kld.json here.")
+@verbosity_options
+@_reports_errors
+def eval_score(reference: Path, variant: Path, method: str, approximation: str, out: Path | None,
+               verbosity: int) -> None:
+    """KL(reference ‖ variant) per position from two dumps of the same windows: median, P90, P99, mean, max."""
+    from .commands.eval import score
+
+    _print_metrics(out, score(reference, variant, method, approximation, out), verbosity)
+
+
+@eval_group.command(name="run")
+@manifest_option
+@click.option("--reference", required=True, metavar="PATH_OR_ID", help="The unquantized base model.")
+@click.option("--variant", metavar="PATH_OR_ID", help="The variant (default: the evaluated branch's path).")
+@click.option("--reference-server", metavar="URL", help="Serve the reference from this OpenAI-compatible server.")
+@click.option("--reference-served-model", metavar="NAME")
+@click.option("--variant-server", metavar="URL", help="Serve the variant from this OpenAI-compatible server.")
+@click.option("--variant-served-model", metavar="NAME")
+@click.option("--tokenizer", metavar="PATH_OR_ID", help="Where the tokenizer is (default: --reference).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the dumps go (default: .hubpub-eval/ next to the manifest).")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="kld.json (default: evaluation.kld.artifact, else kld.json next to the manifest).")
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", help="torch device for transformers.")
+@verbosity_options
+@_reports_errors
+def eval_run(manifest: str, reference: str, variant: str | None, reference_server: str | None,
+             reference_served_model: str | None, variant_server: str | None, variant_served_model: str | None,
+             tokenizer: str | None, workdir: Path | None, out: Path | None, workers: int, device: str | None,
+             verbosity: int) -> None:
+    """Dump the reference and the evaluated variant and score them, all as evaluation.kld configures it."""
+    from .commands.eval import run
+
+    def progress(label: str, done: int, total: int) -> None:
+        if verbosity >= 0:
+            click.echo(f"{label}: {done}/{total} windows", err=True)
+
+    written, artifact = run(
+        _load(manifest), reference, variant=variant, reference_server=reference_server,
+        reference_served_model=reference_served_model, variant_server=variant_server,
+        variant_served_model=variant_served_model, tokenizer=tokenizer, workdir=workdir, out=out,
+        workers=workers, device=device, progress=progress,
+    )
+    _print_metrics(written, artifact, verbosity)
 
 
 if __name__ == "__main__":

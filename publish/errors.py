@@ -124,3 +124,13 @@ class TagConflict(HubError):
 
 class ConcurrentPushError(HubError):
     """The branch moved while we were pushing; nothing was overwritten."""
+
+
+class DumpError(HubpubError):
+    """A logprob dump, its text or a kld.json artifact is missing, unreadable, or does not fit the other input."""
+
+
+class EvalError(HubpubError):
+    """`hubpub eval` could not produce a dump: the model failed to load or run, or the server kept failing."""
+
+    exit_code = EXIT_FAILED

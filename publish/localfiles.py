@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import TOKEN_PATTERN, ManifestError, UnsafeFileError
 from .hashcache import Digest, digest_bytes
+from .kldartifact import KLD_ARTIFACT, artifact_path
 from .manifest import Manifest, Variant
 from .plan import LocalFile
 
@@ -128,6 +129,13 @@ def file_set(manifest: Manifest, variant: Variant, card: str, walked: Sequence[P
         else:
             files[rel] = path
     files.update(shared)
+    evaluation = artifact_path(manifest)
+    if evaluation is not None and manifest.evaluation.kld and manifest.evaluation.kld.branch == variant.branch:
+        # The evaluated branch carries the artifact its card's KLD figures come from; the card links to it.
+        if KLD_ARTIFACT in files:
+            notes.append(f"{files[KLD_ARTIFACT]} is replaced by the manifest's KLD artifact {evaluation}")
+        refuse_unsafe(evaluation.resolve(), manifest.root.resolve())
+        files[KLD_ARTIFACT] = evaluation.resolve()
     return FileSet(dict(sorted(files.items())), card.encode("utf-8"), tuple(notes))
 
 

@@ -192,18 +192,27 @@ class Kld(_Model):
     dataset: Dataset
     sequence_length: Annotated[int, Field(gt=1)]
     samples: Annotated[int, Field(gt=0)]
-    positions: Annotated[int, Field(gt=0)]
-    metrics: KldMetrics
+    # kld.json written by `hubpub eval`, relative to the manifest; with it, positions and metrics come from it.
+    artifact: Line | None = None
+    positions: Annotated[int, Field(gt=0)] | None = None
+    metrics: KldMetrics | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Kld:
+        if self.artifact is None:
+            for name in ("positions", "metrics"):
+                if getattr(self, name) is None:
+                    raise _Located(("evaluation", "kld", name),
+                                   f"{name} is required unless `artifact:` names the kld.json `hubpub eval` wrote")
         rule, per_window = KLD_METHODS[self.method]
         expected = self.samples * per_window(self.sequence_length)
-        if self.positions != expected:
+        if self.positions is not None and self.positions != expected:
             raise ValueError(
                 f"positions is {self.positions:,} but method {self.method!r} scores {rule} = {expected:,}; "
                 "fix positions or declare the method that was used"
             )
+        if self.metrics is None:
+            return self
         if self.metrics.median > self.metrics.p90:
             raise ValueError(
                 f"metrics are out of order: median {self.metrics.median} > p90 {self.metrics.p90}; "

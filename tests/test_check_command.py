@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,7 @@ from publish.commands.check import check
 from publish.commands.init import init
 from publish.commands.render import render
 from publish.errors import FactMismatch, ManifestError, UsageError
-from publish.manifest import Manifest, load_manifest
-from publish.report import Report, examine
-from publish.reportcache import ReportCache
+from publish.manifest import load_manifest
 
 from .conftest import hubpub, point_manifest
 from .fixtures.checkpoints import build_checkpoint
@@ -136,50 +133,3 @@ def test_init_rejects_a_bad_repo_id(checkpoints: dict[str, Path], tmp_path: Path
         init([checkpoints["main"]], repo_id="no-namespace", out=tmp_path / "branches.yaml")
 
 
-# -- recorded reports -----------------------------------------------------------------------------------------------
-
-
-def reused(manifest: Manifest, cache: ReportCache) -> Report:
-    """What push and render do: examine main, taking a recorded report when nothing changed."""
-    return examine(manifest, manifest.select("main"), cache=cache, reuse=True)
-
-
-def test_a_recorded_report_is_reused_only_while_nothing_changed(
-    weighed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from publish import checkpoint as checkpoint_module
-
-    cache = ReportCache(tmp_path / "checks.json")
-    first = check(load_manifest(weighed), "main", cache=cache)
-    calls: list[Path] = []
-    real = checkpoint_module.read_checkpoint
-    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda folder: calls.append(folder) or real(folder))
-
-    again = reused(load_manifest(weighed), ReportCache(tmp_path / "checks.json"))
-    assert again == first and calls == []  # read back from disk, nothing inspected
-
-    changed = load_manifest(weighed).variant("main").model_copy(update={"size_gb": 1.0})
-    manifest = load_manifest(weighed).model_copy(update={"variants": (changed,)})
-    assert not reused(manifest, cache).ok and len(calls) == 1  # the manifest changed
-
-    folder = load_manifest(weighed).variant_path(load_manifest(weighed).variant("main"))
-    config = folder / "config.json"
-    stat = config.stat()
-    os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
-    try:
-        reused(load_manifest(weighed), cache)
-        assert len(calls) == 2  # a file changed
-    finally:
-        os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-
-
-def test_check_without_reuse_always_inspects(weighed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from publish import checkpoint as checkpoint_module
-
-    cache = ReportCache(tmp_path / "checks.json")
-    check(load_manifest(weighed), "gs128", cache=cache)
-    calls: list[Path] = []
-    real = checkpoint_module.read_checkpoint
-    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda folder: calls.append(folder) or real(folder))
-    check(load_manifest(weighed), "gs128", cache=cache)
-    assert len(calls) == 1

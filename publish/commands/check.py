@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..manifest import Manifest
-from ..report import Report, examine
+from ..report import Report, VariantReport, examine
 from ..reportcache import ReportCache
 
 if TYPE_CHECKING:
@@ -17,4 +18,18 @@ def check(
 ) -> Report:
     """Check the selected variants afresh (recording the reports in `cache`). With `hub`, a variant whose folder
     is absent is checked on its Hub revision."""
-    return examine(manifest, manifest.select(branch), hub=hub, cache=cache)
+    report = examine(manifest, manifest.select(branch), hub=hub, cache=cache)
+    return Report(tuple(_with_evaluation(manifest, v) for v in report.variants))
+
+
+def _with_evaluation(manifest: Manifest, report: VariantReport) -> VariantReport:
+    """E1 on the evaluated variant: the manifest's KLD numbers or settings contradict its kld.json artifact."""
+    kld = manifest.evaluation.kld
+    if kld is None or kld.branch != report.branch:
+        return report
+    from ..findings import error
+    from ..kldartifact import check_artifact
+
+    found = tuple(error("E1", "evaluation.kld", problem, "remove the hand-written value (the card takes it from "
+                        "the artifact) or run `hubpub eval run` again") for problem in check_artifact(manifest))
+    return replace(report, findings=report.findings + found) if found else report

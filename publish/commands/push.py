@@ -34,6 +34,7 @@ from ..events import (
 )
 from ..hashcache import HashCache, Prefetch
 from ..hub import Commit, Hub, RemoteState
+from ..kldartifact import resolve as resolve_kld
 from ..localfiles import file_set, shared_files, unhashed, walk, with_digest
 from ..manifest import Manifest, Variant
 from ..plan import LocalFile, Plan, make_plan
@@ -104,6 +105,7 @@ def push(
     cache = cache or HashCache(None)
     options = Options(dry_run, prune, card_only, message, tag)
     variants = manifest.select(branch)
+    manifest = resolve_kld(manifest)  # the card's KLD figures come from kld.json, when the manifest names one
     hub.emit = emit
     if not dry_run:
         emit(Authenticated(hub.require_write_token(), hub.endpoint))
@@ -133,7 +135,11 @@ def push(
                 emit(Note(variant.branch, note))
             step = _VariantStep(manifest, variant, unhashed(files), hub, options, hashing, emit)
             results.append(step.run(provenance, report, notes))
-        hashing.wait()
+        # A push has consumed every digest by now; a plan needs only those of files it had to compare.
+        if dry_run:
+            hashing.cancel()
+        else:
+            hashing.wait()
     except BaseException:
         hashing.cancel()
         raise

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..atomic import atomic_write
 from ..card import PROVENANCE_MARK, make_environment, render_card
+from ..kldartifact import resolve as resolve_kld
 from ..manifest import Manifest
 from ..provenance import read_provenance
 from ..report import agreed_facts, examine
@@ -63,6 +64,7 @@ def render(
     """Render the README of each selected variant into `<out>/<branch>/README.md`; with `check`, write nothing
     and report the cards on disk that differ from what would be written."""
     selected = manifest.select(branch)
+    manifest = resolve_kld(manifest)
     out = out if out is not None else manifest.root / DEFAULT_OUT
     facts, notes = gather_facts(manifest, cache)
     env = make_environment(manifest.root / "templates")

@@ -1,0 +1,291 @@
+"""Where logprobs come from: a transformers checkpoint, or an OpenAI-compatible server (vLLM) with prompt_logprobs.
+
+Both turn one window of token ids into a `WindowLogprobs` (top-K ids and log-probs per row, row t predicting token
+t + 1). `run_windows` drives either over all windows, saving each finished window so an interrupted run resumes.
+Heavy libraries (torch, transformers, datasets) are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .dumps import DumpInfo, WindowLogprobs, partial_done, write_partial
+from .errors import DumpError, EvalError
+
+Progress = Callable[[int, int], None]
+ComputeWindow = Callable[[npt.NDArray[np.int64]], WindowLogprobs]
+
+# wikitext configs as `datasets` names them; the bare name means the seed's config.
+WIKITEXT = "Salesforce/wikitext"
+WIKITEXT_CONFIGS = ("wikitext-2-raw-v1", "wikitext-2-v1", "wikitext-103-raw-v1", "wikitext-103-v1")
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+# What loading a dataset, tokenizer or model raises for a wrong name, missing file or unsupported format.
+LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, ImportError, NotImplementedError)
+
+
+# --- text and tokens ---------------------------------------------------------------------------------------------
+
+
+def resolve_dataset(name: str, config: str | None = None) -> tuple[str, str | None]:
+    """`datasets` path and config for a manifest's dataset name: 'wikitext-2-raw-v1' is wikitext's config."""
+    if name in WIKITEXT_CONFIGS:
+        return WIKITEXT, name
+    if name in ("wikitext", WIKITEXT):
+        return WIKITEXT, config or "wikitext-2-raw-v1"
+    return name, config
+
+
+def dataset_text(name: str, split: str, config: str | None = None, column: str = "text") -> str:
+    """A dataset split's texts joined by blank lines (how wikitext perplexity is usually measured)."""
+    import datasets
+
+    path, config = resolve_dataset(name, config)
+    try:
+        rows = datasets.load_dataset(path, config, split=split)
+    except LOAD_ERRORS as error:
+        raise DumpError(f"cannot load dataset {path} ({config or 'default config'}, split {split}): {error}",
+                        field="--dataset", hint="check the name, config and split, or pass --text FILE") from None
+    if column not in rows.column_names:
+        raise DumpError(f"dataset {path} has no column {column!r} (it has {', '.join(rows.column_names)})",
+                        field="--text-column")
+    return "\n\n".join(rows[column])
+
+
+def load_tokenizer(name: str, revision: str | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name, revision=revision)
+    except LOAD_ERRORS as error:
+        raise DumpError(f"cannot load the tokenizer: {error}", file=name,
+                        hint="pass --tokenizer with a folder or Hub id that has the model's tokenizer") from None
+
+
+def tokenize(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+# --- identities --------------------------------------------------------------------------------------------------
+
+
+def tokenizer_sha256(name: str) -> str | None:
+    path = Path(name) / "tokenizer.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def vocab_size(model: str, tokenizer: Any) -> int:
+    """The model's vocabulary (its logits' width): config.json's `vocab_size` (also `text_config`), from the local
+    folder or the Hub, else the tokenizer's length. Two dumps of one model family must agree on it."""
+    path = Path(model) / "config.json"
+    if path.is_file():
+        config = json.loads(path.read_text(encoding="utf-8"))
+        size = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+        if size:
+            return int(size)
+    else:
+        from transformers import AutoConfig
+
+        try:
+            return int(AutoConfig.from_pretrained(model).get_text_config().vocab_size)
+        except LOAD_ERRORS + (AttributeError,):
+            pass
+    return len(tokenizer)
+
+
+# --- transformers ------------------------------------------------------------------------------------------------
+
+
+class TransformersBackend:
+    """A local (or Hub) checkpoint run with transformers, on the GPU when there is one."""
+
+    def __init__(self, model: str, top_k: int, revision: str | None = None, device: str | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            loaded: Any = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype="auto")
+        except LOAD_ERRORS as error:
+            raise EvalError(f"transformers cannot load the model: {error}", file=model,
+                            hint="pass a checkpoint folder (or Hub id) that AutoModelForCausalLM loads") from None
+        self.model: Any = loaded
+        self.model.to(self.device)
+        self.model.eval()
+        self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
+        self.top_k = min(top_k, self.vocab_size)
+
+    def __call__(self, tokens: npt.NDArray[np.int64]) -> WindowLogprobs:
+        import torch
+
+        with torch.inference_mode():
+            logits = self.model(input_ids=torch.as_tensor(tokens, device=self.device)[None]).logits[0]
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            values, ids = logprobs.topk(self.top_k, dim=-1, sorted=True)
+        full = logprobs.cpu().numpy() if self.top_k >= self.vocab_size else None
+        return WindowLogprobs(tokens, ids.to(torch.int32).cpu().numpy(), values.cpu().numpy(), full)
+
+
+# --- OpenAI-compatible server ------------------------------------------------------------------------------------
+
+
+class ServerBackend:
+    """`/v1/completions` with token-id prompts, `prompt_logprobs=K` for rows 0 … L−2 and `logprobs=K` for the last.
+
+    The request matches vLLM's examples/quantize/compare_kl_api.py (max_tokens 1, temperature 0), plus
+    `return_tokens_as_token_ids` so the generated position's top-K comes back as ids. Start vLLM with
+    `--max-logprobs K`. 5xx, 429 and dropped connections are retried with exponential backoff.
+    """
+
+    def __init__(self, url: str, served_model: str, top_k: int, vocab_size: int, *, attempts: int = 6,
+                 timeout: float = 600.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        import httpx2
+
+        base = url.rstrip("/")
+        self.url = base if base.endswith("/completions") else (
+            base + "/completions" if base.endswith("/v1") else base + "/v1/completions")
+        self.served_model = served_model
+        self.top_k = min(top_k, vocab_size)
+        self.vocab_size = vocab_size
+        self.attempts = attempts
+        self.sleep = sleep
+        self._client = httpx2.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __call__(self, tokens: npt.NDArray[np.int64]) -> WindowLogprobs:
+        payload = {
+            "model": self.served_model, "prompt": [int(t) for t in tokens], "max_tokens": 1, "temperature": 0.0,
+            "prompt_logprobs": self.top_k, "logprobs": self.top_k, "return_tokens_as_token_ids": True,
+        }
+        choice = self._post(payload)
+        entries = choice.get("prompt_logprobs")
+        if not isinstance(entries, list) or len(entries) != len(tokens):
+            raise EvalError(f"the server's prompt_logprobs has {len(entries) if isinstance(entries, list) else 0} "
+                            f"entries for a {len(tokens)}-token prompt", file=self.url,
+                            hint="the server must support prompt_logprobs (vLLM does)")
+        length = len(tokens)
+        ids = np.empty((length, self.top_k), dtype=np.int32)
+        values = np.empty((length, self.top_k), dtype=np.float32)
+        for row in range(length - 1):
+            entry = entries[row + 1]
+            entries[row + 1] = None  # a K = 1000 answer is ~2 M entries: let each row go once it is copied
+            self._keep_top_k(row, entry.keys(), (v["logprob"] for v in entry.values()), len(entry), ids, values)
+        last = self._generated_row(choice)
+        self._keep_top_k(length - 1, last.keys(), last.values(), len(last), ids, values)
+        full = None
+        if self.top_k >= self.vocab_size:
+            full = np.full((length, self.vocab_size), -np.inf, dtype=np.float32)
+            np.put_along_axis(full, ids.astype(np.int64), values, axis=1)
+        return WindowLogprobs(tokens, ids, values, full)
+
+    def _keep_top_k(self, row: int, keys: Iterable[Any], logprobs: Iterable[float], count: int,
+                    ids: np.ndarray, values: np.ndarray) -> None:
+        """Row `row` of ids/values: the K most likely of the answer's tokens, most likely first. (vLLM adds the
+        prompt's own token to its top-K when it is not among them.)"""
+        if count < self.top_k:
+            raise EvalError(f"row {row} has {count} log-probs, fewer than K = {self.top_k}", file=self.url,
+                            hint=f"start vLLM with --max-logprobs {self.top_k}")
+        row_ids = np.fromiter((int(k) for k in keys), dtype=np.int64, count=count)
+        row_values = np.fromiter(logprobs, dtype=np.float64, count=count)
+        best = np.argsort(-row_values, kind="stable")[: self.top_k]
+        ids[row], values[row] = row_ids[best], row_values[best]
+
+    def _generated_row(self, choice: dict[str, Any]) -> dict[int, float]:
+        """The generated position's top-K (the row after the window's last token), keyed by token id."""
+        top = ((choice.get("logprobs") or {}).get("top_logprobs") or [None])[0]
+        if not isinstance(top, dict):
+            raise EvalError("the server returned no logprobs for the generated token", file=self.url,
+                            hint="the server must accept `logprobs` on /v1/completions")
+        row = {}
+        for key, value in top.items():
+            if not key.startswith("token_id:"):
+                raise EvalError(f"the server returned token text {key!r}, not an id", file=self.url,
+                                hint="the server must support return_tokens_as_token_ids (vLLM does)")
+            row[int(key.removeprefix("token_id:"))] = float(value)
+        return row
+
+    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        import httpx2
+
+        problem = ""
+        for attempt in range(self.attempts):
+            if attempt:
+                self.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)) * (1 + random.random() / 4))
+            try:
+                response = self._client.post(self.url, json=payload)
+            except httpx2.TransportError as error:
+                problem = f"{type(error).__name__}: {error}"
+                continue
+            if response.status_code in RETRY_STATUS:
+                problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                retry_after = response.headers.get("retry-after", "")
+                if retry_after.isdigit() and attempt + 1 < self.attempts:
+                    self.sleep(min(60.0, float(retry_after)))
+                continue
+            if response.status_code != 200:
+                raise EvalError(f"the server refused the request: HTTP {response.status_code}: {response.text[:300]}",
+                                file=self.url, hint=f"check --served-model and start vLLM with --max-logprobs "
+                                                    f"{self.top_k}")
+            try:
+                return dict(response.json()["choices"][0])
+            except (ValueError, KeyError, IndexError, TypeError):
+                raise EvalError("the server's answer is not a completions response", file=self.url) from None
+        raise EvalError(f"the server kept failing after {self.attempts} attempts ({problem})", file=self.url,
+                        hint="check that the server is up; rerun the same command to resume")
+
+
+# --- running all windows -----------------------------------------------------------------------------------------
+
+
+def run_windows(compute: ComputeWindow, windows: npt.NDArray[np.int64], folder: Path, info: DumpInfo, *,
+                workers: int = 1, progress: Progress | None = None) -> None:
+    """Compute every window not already saved in `folder`, `workers` at a time; save each as it finishes.
+
+    On a failure the windows already finished stay saved, and rerunning resumes with the rest.
+    """
+    total = len(windows)
+    todo = [i for i in range(total) if not partial_done(folder, i, windows[i], info)]
+    done = total - len(todo)
+    if progress:
+        progress(done, total)
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending: dict[Future[WindowLogprobs], int] = {}
+        queue = iter(todo)
+        while True:
+            while failure is None and len(pending) < max(1, workers):
+                index = next(queue, None)
+                if index is None:
+                    break
+                pending[pool.submit(compute, windows[index])] = index
+            if not pending:
+                break
+            finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                index = pending.pop(future)
+                error = future.exception()
+                if error is not None:
+                    failure = failure or error
+                    continue
+                write_partial(folder, index, future.result(), info)
+                done += 1
+                if progress:
+                    progress(done, total)
+    if failure is not None:
+        if isinstance(failure, EvalError):
+            message = f"{failure.location}: {failure.message}" if failure.location else failure.message
+        else:
+            message = f"{type(failure).__name__}: {failure}"
+        raise EvalError(f"{message}\n  {done} of {total} windows are saved in {folder}",
+                        hint="rerun the same command to resume; finished windows are not computed again")
