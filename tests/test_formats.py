@@ -296,3 +296,28 @@ def test_an_fp8_kv_cache_scheme_and_its_scales_are_not_mistaken_for_weights(tmp_
     made.quantization["kv_cache_scheme"] = {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "tensor"}
     folder = write(made, tmp_path / "kv")
     assert collect_findings(read_checkpoint(folder), variant_for(folder, CASES["fp8-static"])) == ()
+
+
+def test_a_report_recorded_before_the_format_model_is_not_reused(
+    weighed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from publish import checkpoint as checkpoint_module
+    from publish.commands.check import check
+    from publish.manifest import load_manifest
+    from publish.report import examine
+    from publish.reportcache import ReportCache
+
+    store = tmp_path / "checks.json"
+    check(load_manifest(weighed), "main", cache=ReportCache(store))
+    recorded = json.loads(store.read_text())
+    for entry in recorded["entries"].values():
+        for key in ("scheme", "weight_type", "activations", "format", "refusal"):
+            entry["facts"].pop(key)  # what an earlier hubpub wrote
+    store.write_text(json.dumps(recorded))
+    calls: list[Path] = []
+    real = checkpoint_module.read_checkpoint
+    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda folder: calls.append(folder) or real(folder))
+    manifest = load_manifest(weighed)
+    report = examine(manifest, manifest.select("main"), cache=ReportCache(store), reuse=True)
+    assert len(calls) == 1 and report.variants[0].facts is not None
+    assert report.variants[0].facts.format == "pack-quantized"
