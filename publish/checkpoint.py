@@ -4,8 +4,9 @@ The reading (`read_checkpoint`, `read_remote_checkpoint`) is I/O; turning what w
 (`build_checkpoint`) is pure, so a local folder and a Hub revision become the same value and go through the same
 checks. Headers are parsed by huggingface_hub (`parse_local_safetensors_file_metadata` locally,
 `get_safetensors_metadata` remotely) and each local shard is opened with safetensors' `safe_open`, which refuses a
-file whose size does not match its header. The quantization config is found and parsed by compressed-tensors
-(`get_quantization_config`, `QuantizationConfig`), imported only here, lazily, because it pulls in torch.
+file whose size does not match its header. The quantization config is found by compressed-tensors
+(`get_quantization_config`) and understood by quantconfig.py; what each quantized module must store comes from
+formats.py. compressed-tensors is imported lazily, because it pulls in torch.
 """
 
 from __future__ import annotations
@@ -160,10 +161,7 @@ class Checkpoint:
     @property
     def tied_embeddings(self) -> bool:
         """tie_word_embeddings is set (top level or text_config) and no lm_head tensor is stored."""
-        config = self.config or {}
-        text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
-        tied = (text_config or {}).get("tie_word_embeddings", config.get("tie_word_embeddings"))
-        return bool(tied) and not any(family_of(m) == "lm_head" for m in self.modules)
+        return ties_embeddings(self.config) and not any(family_of(m) == "lm_head" for m in self.modules)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -215,6 +213,13 @@ def build_checkpoint(
     )
 
 
+def ties_embeddings(config: Mapping[str, Any] | None) -> bool:
+    """config.json's tie_word_embeddings, from text_config where a multimodal model keeps it."""
+    config = config or {}
+    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    return bool((text_config or {}).get("tie_word_embeddings", config.get("tie_word_embeddings")))
+
+
 def _is_quantized(params: Mapping[str, Tensor]) -> bool:
     """Stored compressed: packed, or a weight in a dtype no model computes in (I8, F8_E4M3, …)."""
     if "weight_packed" in params:
@@ -261,11 +266,8 @@ def _families(
         entry(family_of(module))["quantized"] += 1
     for module in dense:
         entry(family_of(module))["dense"] += 1
-    text_config = (config or {}).get("text_config")
-    tied = (text_config if isinstance(text_config, dict) else {}).get(
-        "tie_word_embeddings", (config or {}).get("tie_word_embeddings"))
     embeddings = counts.get("embed_tokens")
-    if tied and "lm_head" not in counts and embeddings and embeddings["dense"]:
+    if ties_embeddings(config) and "lm_head" not in counts and embeddings and embeddings["dense"]:
         # Tied: the output projection is the (dense) embedding matrix, stored once under embed_tokens.
         entry("lm_head")["dense"] = 1
     return {name: Family(name, **values) for name, values in sorted(counts.items())}
