@@ -143,7 +143,7 @@ def quantization_table(
         Row("Method", cells(method)),
         Row("Scheme", cells(plain("scheme", lambda v: v.scheme))),
         Row("Bits", cells(plain("bits", lambda v: str(v.bits)))),
-        Row("Group size", cells(plain("group_size", lambda v: str(v.group_size)))),
+        Row("Group size", cells(plain("group_size", lambda v: "per-tensor" if v.group_size == 0 else str(v.group_size)))),
         Row("Symmetric", cells(plain("symmetric", lambda v: "yes" if v.symmetric else "no"))),
         Row("Unquantized layers", cells(unquantized)),
         Row("Calibration samples", cells(plain("samples", lambda v: str(v.calibration.samples)))),

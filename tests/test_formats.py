@@ -227,7 +227,7 @@ def test_init_then_render_states_each_formats_facts(name: str, good: dict[str, P
     assert done.exit_code == 0, done.output
     card = (tmp_path / "cards" / "main" / "README.md").read_text()
     assert f"| Scheme | {case.scheme} |" in card
-    assert f"| Group size | {case.group_size} |" in card
+    assert f"| Group size | {case.group_size or 'per-tensor'} |" in card
     assert f"| Scale dtype | {case.scale_dtype} |" in card
 
 
