@@ -304,7 +304,13 @@ def _compress_unchecked(scheme: Scheme, out_features: int, in_features: int, dty
                 value.copy_(torch.randn(value.shape, generator=generator))
             elif name.endswith("scale"):
                 value.fill_(0.01 if "global" not in name else 1.0)
-    compressed = compressor.compress(state, ct)
+    threads = torch.get_num_threads()
+    if device != "meta":
+        torch.set_num_threads(1)  # a probe is a few thousand values: OpenMP's spinning threads would cost more
+    try:
+        compressed = compressor.compress(state, ct)
+    finally:
+        torch.set_num_threads(threads)
     return {name: (_ST_NAMES.get(str(t.dtype).removeprefix("torch."), str(t.dtype)), tuple(t.shape))
             for name, t in compressed.items()}
 
