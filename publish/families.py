@@ -50,7 +50,3 @@ def family_of(module: str) -> str:
     if "lm_head" in parts:
         return "lm_head"
     return "other"
-
-
-def is_router(module: str) -> bool:
-    return family_of(module) == "router"

@@ -27,7 +27,7 @@ from functools import cache, cached_property
 from typing import Any
 
 # compressed-tensors' own format names for the sparse family it no longer registers (0.20 dropped them).
-SPARSE_FORMATS = ("sparse-bitmask", "sparse-24-bitmask", "marlin-24", "2of4")
+SPARSE_FORMATS = ("sparse-bitmask", "sparse-24-bitmask", "marlin-24")
 LEGACY_ACTORDER = ("group", "dynamic")
 FLOAT_PRECISIONS = frozenset({"F16", "BF16", "F32"})
 # torch dtype name -> safetensors dtype name
