@@ -186,6 +186,7 @@ def _unsupported(folder: Path, **quantization: Any) -> Path:
     ({"format": "marlin-24"}, "marlin-24"),
     ({"format": "sparse-24-bitmask"}, "sparse-24-bitmask"),
     ({"quant_method": "gptq"}, "gptq"),
+    ({"sparsity_config": {"format": "sparse-bitmask", "targets": ["Linear"]}}, "sparse-bitmask"),
 ])
 def test_an_unsupported_format_is_one_finding_and_no_card(
     quantization: dict[str, Any], named: str, tmp_path: Path
