@@ -7,15 +7,14 @@ field, and says what to do.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ManifestError
-from .yamlsource import dotted, line_of, parse_yaml
+from .schemaerrors import MAX_ERRORS, Located, all_errors, did_you_mean
+from .yamlsource import dotted, parse_yaml
 
 DEFAULT_MANIFEST = "branches.yaml"
 
@@ -112,7 +111,7 @@ class Variant(_Model):
     def _known_families(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for family in value:
             if family not in FAMILIES:
-                raise ValueError(f"unknown module family {family!r}{_did_you_mean(family, FAMILIES)}")
+                raise ValueError(f"unknown module family {family!r}{did_you_mean(family, FAMILIES)}")
         if len(set(value)) != len(value):
             raise ValueError("a module family is listed twice")
         return value
@@ -122,7 +121,7 @@ class Variant(_Model):
     def _known_rows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for row in value:
             if row not in HIGHLIGHTABLE:
-                raise ValueError(f"unknown table row {row!r}{_did_you_mean(row, HIGHLIGHTABLE)}")
+                raise ValueError(f"unknown table row {row!r}{did_you_mean(row, HIGHLIGHTABLE)}")
         return value
 
 
@@ -202,7 +201,7 @@ class Kld(_Model):
         if self.artifact is None:
             for name in ("positions", "metrics"):
                 if getattr(self, name) is None:
-                    raise _Located(("evaluation", "kld", name),
+                    raise Located(("evaluation", "kld", name),
                                    f"{name} is required unless `artifact:` names the kld.json `hubpub eval` wrote")
         rule, per_window = KLD_METHODS[self.method]
         expected = self.samples * per_window(self.sequence_length)
@@ -283,7 +282,7 @@ class Manifest(_Model):
         raise ManifestError(
             f"no variant has branch {branch!r}; the manifest defines: {known}",
             file=self.source,
-            hint=f"pass one of them to --branch{_did_you_mean(branch, [v.branch for v in self.variants])}",
+            hint=f"pass one of them to --branch{did_you_mean(branch, [v.branch for v in self.variants])}",
         )
 
     def select(self, branch: str | None) -> tuple[Variant, ...]:
@@ -305,23 +304,15 @@ class Manifest(_Model):
         seen: set[str] = set()
         for index, variant in enumerate(self.variants):
             if variant.branch in seen:
-                raise _Located(("variants", index, "branch"), f"duplicate variant: branch {variant.branch!r} is defined twice")
+                raise Located(("variants", index, "branch"), f"duplicate variant: branch {variant.branch!r} is defined twice")
             seen.add(variant.branch)
         kld = self.evaluation.kld
         if kld is not None and kld.branch not in seen:
-            raise _Located(
+            raise Located(
                 ("evaluation", "kld", "branch"),
-                f"KLD was measured on branch {kld.branch!r}, which no variant defines{_did_you_mean(kld.branch, seen)}",
+                f"KLD was measured on branch {kld.branch!r}, which no variant defines{did_you_mean(kld.branch, seen)}",
             )
         return self
-
-
-class _Located(ValueError):
-    """A cross-field error that knows which field of the document it is about."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
 
 
 def check_repo_id(value: str) -> None:
@@ -352,8 +343,6 @@ def check_branch_name(value: str) -> None:
         raise ValueError(f"{error} (branch names follow git-check-ref-format)") from None
 
 
-# At most this many problems are listed in one error; the rest are counted.
-MAX_ERRORS = 20
 # What a TODO stands in for while `hubpub check` validates a manifest `hubpub init` just wrote.
 TODO_STAND_INS: dict[str, Any] = {"int_type": 1, "float_type": 1.0, "bool_type": False}
 TODO_REPO_ID = "todo/todo"
@@ -393,10 +382,10 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST, *, allow_todo: bool = Fal
             # A list whose item was refused is refused too ("at least 1 item"): that follows from the TODO.
             collateral = [d for d in details if any(p[: len(d["loc"])] == tuple(d["loc"]) for p in todo_paths)]
             if not refused or len(collateral) < len(details):
-                raise _all_errors(details, source, lines) from None
+                raise all_errors(details, source, lines, Manifest) from None
             stand_ins = [(tuple(d["loc"]), _stand_in(d)) for d in refused]
             if any(value is None for _, value in stand_ins):
-                raise _all_errors(details, source, lines) from None
+                raise all_errors(details, source, lines, Manifest) from None
             for loc, value in stand_ins:
                 data = _replace(data, loc, value)
             continue
@@ -432,104 +421,3 @@ def _replace(data: Any, loc: tuple[Any, ...], value: Any) -> Any:
     if isinstance(data, tuple):
         return tuple(_replace(item, rest, value) if index == head else item for index, item in enumerate(data))
     return {**data, head: _replace(data[head], rest, value)}
-
-
-def _all_errors(details: list[Any], source: Path, lines: dict[tuple[Any, ...], int]) -> ManifestError:
-    """Every pydantic error as one ManifestError: the first one located like any error, the others listed."""
-    errors = [_one_error(detail, source, lines) for detail in _useful(details)]
-    first = errors[0]
-    if len(errors) == 1:
-        return first
-    listed = [str(e).replace("\n  hint: ", " — hint: ") for e in errors[1:MAX_ERRORS]]
-    if len(errors) > MAX_ERRORS:
-        listed.append(f"... and {len(errors) - MAX_ERRORS} more")
-    message = f"{first.message}\n  also:\n  " + "\n  ".join(listed)
-    return ManifestError(message, file=first.file, line=first.line, field=first.field, hint=first.hint)
-
-
-def _useful(details: list[Any]) -> list[Any]:
-    """A misspelt key shows up twice, as an unknown key and as a missing one; the unknown key is the useful
-    report, so a missing key with a misspelt sibling is dropped. Unknown keys come first."""
-    unknown = [d for d in details if d["type"] == "extra_forbidden"]
-    misspelt = {(tuple(d["loc"][:-1]), close) for d in unknown
-                for close in difflib.get_close_matches(str(d["loc"][-1]), _known_keys(tuple(d["loc"][:-1])), n=1)}
-    rest = [d for d in details if d["type"] != "extra_forbidden"
-            and not (d["type"] == "missing" and (tuple(d["loc"][:-1]), d["loc"][-1]) in misspelt)]
-    return unknown + rest
-
-
-def _one_error(detail: Any, source: Path, lines: dict[tuple[Any, ...], int]) -> ManifestError:
-    """One pydantic error as a ManifestError with the file, line and dotted field name."""
-    loc = tuple(part for part in detail["loc"] if not (isinstance(part, str) and part.startswith("function-")))
-    ctx_error = detail.get("ctx", {}).get("error")
-    if isinstance(ctx_error, _Located):
-        loc = ctx_error.loc
-    message = _message(detail, loc)
-    return ManifestError(message, file=source, line=line_of(loc, lines), field=dotted(loc) or None,
-                         hint=_hint(detail, loc))
-
-
-def _message(detail: Any, loc: tuple[Any, ...]) -> str:
-    kind = detail["type"]
-    if kind == "extra_forbidden":
-        return f"unknown key {loc[-1]!r}"
-    if kind == "missing":
-        return "required field is missing"
-    text = str(detail["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        text = text.removeprefix(prefix)
-    if kind.endswith("_type") or kind in {"bool_parsing", "int_parsing", "float_parsing", "int_from_float"}:
-        return f"{text}, found {type(detail['input']).__name__} {detail['input']!r}"
-    return text
-
-
-def _hint(detail: Any, loc: tuple[Any, ...]) -> str | None:
-    kind = detail["type"]
-    if kind == "extra_forbidden":
-        known = _known_keys(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        if close:
-            return f"did you mean {close[0]!r}?"
-        return f"allowed keys here: {', '.join(known)}" if known else "remove it"
-    if kind == "missing":
-        return f"add `{loc[-1]}:` here" if loc else None
-    if kind == "string_type":
-        return "quote the value to make it a string"
-    return None
-
-
-def _known_keys(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the schema allows at a location, for 'did you mean' hints."""
-    model: Any = Manifest
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
-        if field is None:
-            return []
-        model = _model_of(field.annotation)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return [name for name, f in model.model_fields.items() if not f.exclude]
-    return []
-
-
-def _model_of(annotation: Any) -> Any:
-    for candidate in _walk_annotation(annotation):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
-def _walk_annotation(annotation: Any) -> Iterator[Any]:
-    yield annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        yield from _walk_annotation(arg)
-    yield from getattr(annotation, "__metadata__", ()) or ()
-    origin = getattr(annotation, "__origin__", None)
-    if origin is not None:
-        yield origin
-
-
-def _did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""

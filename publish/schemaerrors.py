@@ -1,0 +1,128 @@
+"""pydantic's validation errors as ManifestErrors a person can act on: each names the file, the line and the
+dotted field, says what was found, and suggests the key that was meant. Every error of a document in one run."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from .errors import ManifestError
+from .yamlsource import dotted, line_of
+
+# At most this many problems are listed in one error; the rest are counted.
+MAX_ERRORS = 20
+
+
+class Located(ValueError):
+    """A cross-field error that knows which field of the document it is about."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def all_errors(
+    details: list[Any], source: Path, lines: dict[tuple[Any, ...], int], root: type[BaseModel]
+) -> ManifestError:
+    """Every pydantic error as one ManifestError: the first one located like any error, the others listed."""
+    errors = [_one_error(detail, source, lines, root) for detail in _useful(details, root)]
+    first = errors[0]
+    if len(errors) == 1:
+        return first
+    listed = [str(e).replace("\n  hint: ", " — hint: ") for e in errors[1:MAX_ERRORS]]
+    if len(errors) > MAX_ERRORS:
+        listed.append(f"... and {len(errors) - MAX_ERRORS} more")
+    message = f"{first.message}\n  also:\n  " + "\n  ".join(listed)
+    return ManifestError(message, file=first.file, line=first.line, field=first.field, hint=first.hint)
+
+
+def _useful(details: list[Any], root: type[BaseModel]) -> list[Any]:
+    """A misspelt key shows up twice, as an unknown key and as a missing one; the unknown key is the useful
+    report, so a missing key with a misspelt sibling is dropped. Unknown keys come first."""
+    unknown = [d for d in details if d["type"] == "extra_forbidden"]
+    misspelt = {(tuple(d["loc"][:-1]), close) for d in unknown
+                for close in difflib.get_close_matches(str(d["loc"][-1]), _known_keys(tuple(d["loc"][:-1]), root), n=1)}
+    rest = [d for d in details if d["type"] != "extra_forbidden"
+            and not (d["type"] == "missing" and (tuple(d["loc"][:-1]), d["loc"][-1]) in misspelt)]
+    return unknown + rest
+
+
+def _one_error(detail: Any, source: Path, lines: dict[tuple[Any, ...], int], root: type[BaseModel]) -> ManifestError:
+    """One pydantic error as a ManifestError with the file, line and dotted field name."""
+    loc = tuple(part for part in detail["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+    ctx_error = detail.get("ctx", {}).get("error")
+    if isinstance(ctx_error, Located):
+        loc = ctx_error.loc
+    message = _message(detail, loc)
+    return ManifestError(message, file=source, line=line_of(loc, lines), field=dotted(loc) or None,
+                         hint=_hint(detail, loc, root))
+
+
+def _message(detail: Any, loc: tuple[Any, ...]) -> str:
+    kind = detail["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key {loc[-1]!r}"
+    if kind == "missing":
+        return "required field is missing"
+    text = str(detail["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        text = text.removeprefix(prefix)
+    if kind.endswith("_type") or kind in {"bool_parsing", "int_parsing", "float_parsing", "int_from_float"}:
+        return f"{text}, found {type(detail['input']).__name__} {detail['input']!r}"
+    return text
+
+
+def _hint(detail: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str | None:
+    kind = detail["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1], root)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        if close:
+            return f"did you mean {close[0]!r}?"
+        return f"allowed keys here: {', '.join(known)}" if known else "remove it"
+    if kind == "missing":
+        return f"add `{loc[-1]}:` here" if loc else None
+    if kind == "string_type":
+        return "quote the value to make it a string"
+    return None
+
+
+def _known_keys(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    """The keys the schema allows at a location, for 'did you mean' hints."""
+    model: Any = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [name for name, f in model.model_fields.items() if not f.exclude]
+    return []
+
+
+def _model_of(annotation: Any) -> Any:
+    for candidate in _walk_annotation(annotation):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _walk_annotation(annotation: Any) -> Iterator[Any]:
+    yield annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        yield from _walk_annotation(arg)
+    yield from getattr(annotation, "__metadata__", ()) or ()
+    origin = getattr(annotation, "__origin__", None)
+    if origin is not None:
+        yield origin
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
