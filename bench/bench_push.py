@@ -4,8 +4,10 @@
                                [--servers DIR] [--keep] [--diagnose]
 
 The model is the two tiny, valid compressed-tensors variants of tests/fixtures (main, gs128), each grown to about
-1 GB with incompressible random files `extra/blob-0000k.bin` of ~250 MB (not safetensors, so `hubpub check` and
-the manifest's size_gb, which count *.safetensors only, are unaffected; plan.py manages *.bin as weights).
+1 GB with incompressible random files `extra/blob-0000k.gguf` of ~250 MB (GGUF magic, then random bytes: weight
+data hubpub recognises by content and does not scan for tokens, as real weights are safetensors; not safetensors,
+so `hubpub check` and the manifest's size_gb, which count *.safetensors only, are unaffected; plan.py manages
+*.gguf as weights).
 `hf upload` gets, per variant, a staged folder (hard links) holding exactly what hubpub uploads: the variant's
 files, quantize.py, log.txt and the README hubpub renders. Both CLIs run as subprocesses, wall clock, median of
 --runs (first pushes after --warmup unmeasured ones), with HF_HUB_DISABLE_XET=1 and progress bars off for both;
@@ -63,9 +65,9 @@ FIRST_AFTER_CHECK = "first push after `hubpub check` (hf: its first push)"
 
 
 def build_model(data: Path, total_bytes: int, file_bytes: int) -> dict[str, Path]:
-    """Both variants under data/<branch>: a valid tiny checkpoint plus random extra/blob-*.bin files."""
+    """Both variants under data/<branch>: a valid tiny checkpoint plus random extra/blob-*.gguf files."""
     folders = {b: data / b for b in BRANCHES}
-    spec = {"total_bytes": total_bytes, "file_bytes": file_bytes, "layout": 1}
+    spec = {"total_bytes": total_bytes, "file_bytes": file_bytes, "layout": 2}
     marker = data / "built.json"
     if marker.is_file() and json.loads(marker.read_text()) == spec:
         return folders
@@ -83,8 +85,9 @@ def build_model(data: Path, total_bytes: int, file_bytes: int) -> dict[str, Path
         while remaining > 0:
             number += 1
             size = min(file_bytes, remaining)
-            with (folder / "extra" / f"blob-{number:05d}.bin").open("wb") as out:
-                left = size
+            with (folder / "extra" / f"blob-{number:05d}.gguf").open("wb") as out:
+                out.write(b"GGUF")
+                left = size - 4
                 while left > 0:
                     out.write(rng.bytes(min(CHUNK, left)))
                     left -= min(CHUNK, left)

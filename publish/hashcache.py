@@ -90,6 +90,7 @@ class HashCache:
         self.location = location
         self.hashed_bytes = 0  # bytes actually read this run: 0 on a warm cache
         self._entries: dict[str, list[object]] = {}
+        self._clean: dict[str, list[int]] = {}  # files scanned and found free of tokens, by the same identity
         self._dirty = False
         self._lock = threading.Lock()
         if location is not None and location.is_file():
@@ -97,6 +98,7 @@ class HashCache:
                 data = json.loads(location.read_text(encoding="utf-8"))
                 if data.get("version") == CACHE_VERSION:
                     self._entries = data["entries"]
+                    self._clean = dict(data.get("clean") or {})
             except (OSError, ValueError, KeyError, AttributeError):
                 self._entries = {}  # a corrupt cache only costs a re-hash
 
@@ -113,6 +115,17 @@ class HashCache:
             self._entries[key] = [*current, found.sha256, found.git_oid]
             self._dirty = True
         return found
+
+    def known_clean(self, path: Path) -> bool:
+        """Was this very file (same path, size, mtime, inode) scanned and found free of tokens?"""
+        real = path.resolve()
+        return self._clean.get(str(real)) == stamp(real)
+
+    def mark_clean(self, path: Path) -> None:
+        real = path.resolve()
+        with self._lock:
+            self._clean[str(real)] = stamp(real)
+            self._dirty = True
 
     def prefetch(
         self, paths: Iterable[Path], workers: int = 2, progress: Callable[[Path, int, int], None] | None = None
@@ -140,7 +153,8 @@ class HashCache:
     def save(self) -> None:
         if self.location is None or not self._dirty:
             return
-        atomic_write(self.location, json.dumps({"version": CACHE_VERSION, "entries": self._entries}))
+        atomic_write(self.location, json.dumps({"version": CACHE_VERSION, "entries": self._entries,
+                                                "clean": self._clean}))
         self._dirty = False
 
 

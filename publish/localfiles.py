@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import TOKEN_PATTERN, ManifestError, UnsafeFileError
-from .hashcache import Digest, digest_bytes
+from .hashcache import Digest, HashCache, digest_bytes
 from .kldartifact import KLD_ARTIFACT, artifact_path
 from .manifest import Manifest, Variant
 from .plan import LocalFile
@@ -30,6 +31,8 @@ SKIP_DIRS = frozenset({".git", ".cache", ".hubpub", "__pycache__", ".ipynb_check
 SCAN_CHUNK = 4 * 1024 * 1024
 # A token split across two chunks is still found: each chunk is searched together with this much of the last one.
 SCAN_OVERLAP = 256
+TOKEN_BYTES = re.compile(TOKEN_PATTERN.pattern.encode("ascii"))
+GGUF_MAGIC = b"GGUF"
 
 
 @dataclass(frozen=True)
@@ -41,19 +44,19 @@ class FileSet:
     notes: tuple[str, ...]
 
 
-def walk(folder: Path) -> list[Path]:
-    """The folder's files, tooling folders skipped, refusing anything unsafe."""
+def walk(folder: Path, cache: HashCache | None = None) -> list[Path]:
+    """The folder's files, tooling folders skipped, refusing anything unsafe (`cache` remembers clean scans)."""
     found = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
         for name in sorted(names):
             path = Path(root) / name
-            refuse_unsafe(path, folder)
+            refuse_unsafe(path, folder, cache)
             found.append(path)
     return found
 
 
-def refuse_unsafe(path: Path, folder: Path) -> None:
+def refuse_unsafe(path: Path, folder: Path, cache: HashCache | None = None) -> None:
     if path.is_symlink() and not path.resolve().is_relative_to(folder):
         raise UnsafeFileError(
             f"{path} is a symlink to {path.resolve()}, outside the variant's folder {folder}",
@@ -64,24 +67,28 @@ def refuse_unsafe(path: Path, folder: Path) -> None:
             f"{path} looks like a secret ({path.name}); hubpub never uploads it",
             hint="move it out of the checkpoint folder",
         )
-    if not is_weight_file(path) and contains_token(path):
+    if is_weight_file(path) or (cache is not None and cache.known_clean(path)):
+        return
+    if contains_token(path):
         raise UnsafeFileError(
             f"{path} contains something that looks like a Hugging Face token; hubpub never uploads it",
             hint="remove the token from the file (and revoke it if it was ever shared)",
         )
+    if cache is not None:
+        cache.mark_clean(path)
 
 
 def is_weight_file(path: Path) -> bool:
-    """A safetensors file whose header parses: tensor data, never text. Decided by content, not by size or name
-    alone: a renamed log is scanned like any other text."""
-    if not path.name.endswith(".safetensors"):
-        return False
+    """A recognised weight format, decided by content, not by size or name alone (a renamed log is scanned like
+    any other file): a safetensors file (an 8-byte little-endian header length, then the JSON header's opening
+    brace) or a GGUF file (its magic). Pickled `.bin` files are scanned: they can hold a training run's token."""
     try:
         with path.open("rb") as handle:
             head = handle.read(9)
     except OSError:
         return False
-    # An 8-byte little-endian header length, then the JSON header's opening brace.
+    if head[:4] == GGUF_MAGIC:
+        return True
     return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
 
 
@@ -91,13 +98,13 @@ def contains_token(path: Path) -> bool:
     with path.open("rb") as handle:
         while chunk := handle.read(SCAN_CHUNK):
             window = tail + chunk
-            if TOKEN_PATTERN.search(window.decode("latin-1")):
+            if TOKEN_BYTES.search(window):
                 return True
             tail = window[-SCAN_OVERLAP:]
     return False
 
 
-def shared_files(manifest: Manifest) -> dict[str, Path]:
+def shared_files(manifest: Manifest, cache: HashCache | None = None) -> dict[str, Path]:
     """The manifest's shared files by their path in the repository."""
     root = manifest.root.resolve()
     shared: dict[str, Path] = {}
@@ -108,7 +115,7 @@ def shared_files(manifest: Manifest) -> dict[str, Path]:
                 f"shared file {name!r} not found at {source}", file=manifest.source, field="files",
                 hint="paths in `files:` are relative to the manifest",
             )
-        refuse_unsafe(source, root)
+        refuse_unsafe(source, root, cache)
         shared[path_in_repo] = source
     return shared
 

@@ -49,3 +49,29 @@ def test_weights_are_not_scanned_and_text_of_any_name_is(tmp_path: Path) -> None
     data.write_bytes(b"\x00\x01" * 1000 + TOKEN.encode())
     with pytest.raises(UnsafeFileError):
         refuse_unsafe(data, tmp_path)
+
+
+def test_a_gguf_file_is_weights_by_its_magic(tmp_path: Path) -> None:
+    blob = tmp_path / "model.gguf"
+    blob.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + TOKEN.encode())
+    assert is_weight_file(blob)
+    refuse_unsafe(blob, tmp_path)
+
+
+def test_a_clean_scan_is_remembered_until_the_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from publish.hashcache import HashCache
+
+    cache = HashCache(tmp_path / "hashes.json")
+    log = tmp_path / "log.txt"
+    log.write_text("step 1 ok\n")
+    refuse_unsafe(log, tmp_path, cache)
+    cache.save()
+    scans: list[Path] = []
+    real = localfiles.contains_token
+    monkeypatch.setattr(localfiles, "contains_token", lambda path: scans.append(path) or real(path))
+    refuse_unsafe(log, tmp_path, HashCache(tmp_path / "hashes.json"))
+    assert scans == []  # same size, mtime and inode: not read again
+    log.write_text(f"step 1 ok\nHF_TOKEN={TOKEN}\n")
+    with pytest.raises(UnsafeFileError):
+        refuse_unsafe(log, tmp_path, HashCache(tmp_path / "hashes.json"))
+    assert scans == [log]

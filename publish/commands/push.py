@@ -112,10 +112,10 @@ def push(
     if not card_only:
         _require_folders(manifest, variants)
     # Walked once: unsafe files are refused before any request, and the same paths are hashed and uploaded.
-    walked = {v.branch: [] if card_only else walk(manifest.variant_path(v).resolve()) for v in variants}
+    walked = {v.branch: [] if card_only else walk(manifest.variant_path(v).resolve(), cache) for v in variants}
     # Hashing runs in the background from here on: during the checks, and later alongside the uploads, which take
     # each file as soon as its digest is known.
-    shared = list(shared_files(manifest).values())
+    shared = list(shared_files(manifest, cache).values())
     hashing = cache.prefetch([*(path for paths in walked.values() for path in paths), *shared],
                              progress=_hash_progress(emit))
     try:
