@@ -42,12 +42,15 @@ def all_errors(
 
 def _useful(details: list[Any], root: type[BaseModel]) -> list[Any]:
     """A misspelt key shows up twice, as an unknown key and as a missing one; the unknown key is the useful
-    report, so a missing key with a misspelt sibling is dropped. Unknown keys come first."""
+    report, so a missing key with a misspelt sibling is dropped. A list whose items were refused is reported
+    "too short" too; its items' errors say why, so that echo is dropped. Unknown keys come first."""
     unknown = [d for d in details if d["type"] == "extra_forbidden"]
     misspelt = {(tuple(d["loc"][:-1]), close) for d in unknown
                 for close in difflib.get_close_matches(str(d["loc"][-1]), _known_keys(tuple(d["loc"][:-1]), root), n=1)}
+    inside = {tuple(d["loc"][:n]) for d in details for n in range(len(d["loc"]))}
     rest = [d for d in details if d["type"] != "extra_forbidden"
-            and not (d["type"] == "missing" and (tuple(d["loc"][:-1]), d["loc"][-1]) in misspelt)]
+            and not (d["type"] == "missing" and (tuple(d["loc"][:-1]), d["loc"][-1]) in misspelt)
+            and not (d["type"] == "too_short" and tuple(d["loc"]) in inside)]
     return unknown + rest
 
 

@@ -174,3 +174,13 @@ def test_unknown_variant_branch_lists_the_known_ones() -> None:
     manifest = load_manifest(SHIPPED_MANIFEST)
     with pytest.raises(ManifestError, match="main, gs128"):
         manifest.variant("gs32")
+
+
+def test_every_error_is_listed_once_in_one_run(tmp_path: Path) -> None:
+    text = SHIPPED.replace("size_gb: 36.8", "size_gb: -1").replace("size_gb: 38.8", "size_gb: 0")
+    text = text.replace("pipeline_tag: image-text-to-text", "pipeline_tag: [a]")
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write(tmp_path, text))
+    message = str(caught.value)
+    assert "variants[0].size_gb" in message and "variants[1].size_gb" in message and "pipeline_tag" in message
+    assert "at least 1 item" not in message  # the list's echo of its items' errors is not repeated
