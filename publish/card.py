@@ -182,8 +182,9 @@ def default_template_dir() -> Path:
     return Path(str(resources.files("publish.templates")))
 
 
-def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
-    """Templates from `override_dir` (one file at a time) win over the packaged defaults."""
+def make_environment(override_dir: Path | None = None, bytecode_dir: Path | None = None) -> jinja2.Environment:
+    """Templates from `override_dir` (one file at a time) win over the packaged defaults. With `bytecode_dir`,
+    compiled templates are kept there (jinja's own cache, keyed by each template's source) for the next run."""
     loaders: list[jinja2.BaseLoader] = []
     if override_dir is not None and override_dir.is_dir():
         loaders.append(jinja2.FileSystemLoader(override_dir))
@@ -195,7 +196,18 @@ def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,  # Markdown, not HTML; manifest text is the publisher's own.
+        bytecode_cache=_bytecode_cache(bytecode_dir),
     )
+
+
+def _bytecode_cache(folder: Path | None) -> jinja2.BytecodeCache | None:
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # an unwritable cache only costs compiling the templates again
+    return jinja2.FileSystemBytecodeCache(str(folder))
 
 
 def render_card(
@@ -205,8 +217,13 @@ def render_card(
     env: jinja2.Environment,
     facts: Mapping[str, WeightFacts] | None = None,
     provenance: Provenance | None = None,
+    verified: set[str] | None = None,
 ) -> str:
-    """The complete README.md for `variant`'s branch."""
+    """The complete README.md for `variant`'s branch.
+
+    `verified` holds the keys (`front_matter_key`) of front matter already read back exactly by huggingface_hub's
+    `ModelCard`; such front matter is not read back again, and newly verified keys are added.
+    """
     facts = facts or {}
     meta = front_matter(manifest)
     check_front_matter(meta, manifest.source)
@@ -234,9 +251,24 @@ def render_card(
             file=CARD_TEMPLATE,
             hint="front matter comes from the manifest only; remove the block from the template",
         )
-    text = dump_front_matter(meta) + "\n" + tidy_markdown(body)
-    verify_round_trip(text, meta, manifest.source)
+    front = dump_front_matter(meta)
+    text = front + "\n" + tidy_markdown(body)
+    key = front_matter_key(front)
+    if verified is None or key not in verified:
+        verify_round_trip(text, meta, manifest.source)
+        if verified is not None:
+            verified.add(key)
     return text
+
+
+def front_matter_key(front: str) -> str:
+    """What a front matter's round trip depends on: its text (the body cannot start a block: checked above) and
+    the huggingface_hub that reads it."""
+    import hashlib
+
+    import huggingface_hub
+
+    return hashlib.sha256(f"{huggingface_hub.__version__}\0{front}".encode()).hexdigest()
 
 
 def tidy_markdown(text: str) -> str:

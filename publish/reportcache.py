@@ -19,6 +19,7 @@ from .hashcache import stamp
 
 CACHE_VERSION = 1
 MAX_REPORTS = 64  # reports kept; the oldest go first
+FRONT_MATTER = "front-matter"  # the entry holding verified front matter keys
 
 
 def checkpoint_key(variant: dict[str, Any], folder: Path) -> str:
@@ -53,6 +54,14 @@ class ReportCache:
         while len(self._entries) > MAX_REPORTS:
             del self._entries[next(iter(self._entries))]
         self._dirty = True
+
+    def front_matter(self) -> set[str]:
+        """Keys of card front matter that read back exactly through huggingface_hub (see card.front_matter_key)."""
+        return set(self._entries.get(FRONT_MATTER, {}).get("keys", []))
+
+    def put_front_matter(self, keys: set[str]) -> None:
+        if keys != self.front_matter():
+            self.put(FRONT_MATTER, {"keys": sorted(keys)[-MAX_REPORTS:]})
 
     def save(self) -> None:
         if self.location is None or not self._dirty:

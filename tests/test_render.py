@@ -136,3 +136,22 @@ def test_help_and_render_do_not_import_torch_or_compressed_tensors(project: Path
     done = subprocess.run([sys.executable, "-c", probe], cwd=project.parent, check=False, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "heavy: []" in done.stdout
+
+
+def test_front_matter_read_back_once_is_not_read_back_again(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from publish import card
+    from publish.reportcache import ReportCache
+
+    calls: list[str] = []
+    real = card.verify_round_trip
+    monkeypatch.setattr(card, "verify_round_trip", lambda text, meta, source: calls.append(text) or real(
+        text, meta, source))
+    first = render(load_manifest(project), cache=ReportCache(tmp_path / "checks.json"))
+    assert len(calls) == 1  # both cards share one front matter
+    again = render(load_manifest(project), cache=ReportCache(tmp_path / "checks.json"))
+    assert len(calls) == 1 and [c.text for c in again.cards] == [c.text for c in first.cards]
+    project.write_text(project.read_text().replace("tags: [compressed-tensors,", "tags: [compressed-tensors, new,"))
+    render(load_manifest(project), cache=ReportCache(tmp_path / "checks.json"))
+    assert len(calls) == 2  # new front matter: read back through ModelCard again

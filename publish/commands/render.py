@@ -67,14 +67,23 @@ def render(
     manifest = resolve_kld(manifest)
     out = out if out is not None else manifest.root / DEFAULT_OUT
     facts, notes = gather_facts(manifest, cache)
-    env = make_environment(manifest.root / "templates")
+    env = make_environment(manifest.root / "templates", _beside(cache, "templates"))
+    verified = cache.front_matter() if cache is not None else None
     provenance = read_provenance(manifest.root)
     cards = []
     for variant in selected:
-        text = render_card(manifest, variant, env=env, facts=facts, provenance=provenance)
+        text = render_card(manifest, variant, env=env, facts=facts, provenance=provenance, verified=verified)
         path = out / variant.branch / "README.md"
         cards.append(_compare(variant.branch, path, text) if check else _write(variant.branch, path, text))
+    if cache is not None and verified is not None:
+        cache.put_front_matter(verified)
+        cache.save()
     return RenderResult(tuple(cards), notes)
+
+
+def _beside(cache: ReportCache | None, name: str) -> Path | None:
+    """A folder next to the report cache's file, for what render keeps between runs (compiled templates)."""
+    return cache.location.parent / name if cache is not None and cache.location is not None else None
 
 
 def _write(branch: str, path: Path, text: str) -> RenderedCard:
