@@ -114,8 +114,7 @@ def examine_variant(
     if folder.is_dir() and not (remote and hub is not None):
         key = checkpoint_key(variant.model_dump(mode="json"), folder.resolve()) if cache is not None else ""
         recorded = cache.get(key) if cache is not None and reuse else None
-        # A report recorded before facts carried the format (and its refusal) could back a wrong card: re-examine.
-        if recorded is not None and (recorded.get("facts") or {}).get("format", "") != "":
+        if recorded is not None:
             return VariantReport.from_dict(recorded)
         from .checkpoint import read_checkpoint
 

@@ -17,7 +17,8 @@ from . import __version__
 from .atomic import atomic_write
 from .hashcache import stamp
 
-CACHE_VERSION = 1
+# 2: facts carry the format, scheme and any refusal; a report without them could back a wrong card.
+CACHE_VERSION = 2
 MAX_REPORTS = 64  # reports kept; the oldest go first
 FRONT_MATTER = "front-matter"  # the entry holding verified front matter keys
 
