@@ -1,7 +1,8 @@
 """The local side of a push: every file a variant's revision must hold, each checked safe to upload.
 
 The variant's folder is walked once (tooling folders skipped); a symlink out of the folder, a file named like a
-credential, or any non-weight file holding something that looks like a Hub token is refused before any request.
+credential, or any non-weight file holding something that looks like a Hub token is refused before any request
+but the token check.
 The manifest's shared files (quantize.py, log.txt) and the rendered card complete the set.
 """
 

@@ -111,7 +111,8 @@ def push(
         emit(Authenticated(hub.require_write_token(), hub.endpoint))
     if not card_only:
         _require_folders(manifest, variants)
-    # Walked once: unsafe files are refused before any request, and the same paths are hashed and uploaded.
+    # Walked once: unsafe files are refused before any request but the token check, and the same paths are hashed
+    # and uploaded.
     walked = {v.branch: [] if card_only else walk(manifest.variant_path(v).resolve(), cache) for v in variants}
     # Hashing runs in the background from here on: during the checks, and later alongside the uploads, which take
     # each file as soon as its digest is known.
