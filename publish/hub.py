@@ -328,9 +328,8 @@ class Hub:
         except HfHubHTTPError as error:
             status = _status(error)
             said = _hub_message(error)
-            text = f"cannot {what}: the Hub answered {status}" + (f": {said}" if said else "")
-            if status == 401:
-                text = f"cannot {what}: the Hub refused the token (401)" + (f": {said}" if said else "")
+            answered = "the Hub refused the token (401)" if status == 401 else f"the Hub answered {status}"
+            text = f"cannot {what}: {answered}" + (f": {said}" if said else "")
             if status in (401, 403):
                 raise AuthError(text, hint="use a token with write access to this repository (HF_TOKEN)") from error
             raise HubError(scrub(text, self._token), hint=_hint_for(status, self.endpoint)) from error

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -121,11 +121,13 @@ def shared_files(manifest: Manifest, cache: HashCache | None = None) -> dict[str
     return shared
 
 
-def file_set(manifest: Manifest, variant: Variant, card: str, walked: Sequence[Path]) -> FileSet:
-    """The revision's files: the `walked` folder's (none when the weights are not here), the manifest's shared
-    files and the card, which replace same-named files of the folder (each replacement noted)."""
+def file_set(
+    manifest: Manifest, variant: Variant, card: str, walked: Sequence[Path], shared: Mapping[str, Path]
+) -> FileSet:
+    """The revision's files: the `walked` folder's (none when the weights are not here), the manifest's `shared`
+    files (from `shared_files`) and the card, which replace same-named files of the folder (each replacement
+    noted)."""
     folder = manifest.variant_path(variant).resolve()
-    shared = shared_files(manifest)
     notes: list[str] = []
     files: dict[str, Path] = {}
     for path in walked:

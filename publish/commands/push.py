@@ -116,8 +116,8 @@ def push(
     walked = {v.branch: [] if card_only else walk(manifest.variant_path(v).resolve(), cache) for v in variants}
     # Hashing runs in the background from here on: during the checks, and later alongside the uploads, which take
     # each file as soon as its digest is known.
-    shared = list(shared_files(manifest, cache).values())
-    hashing = cache.prefetch([*(path for paths in walked.values() for path in paths), *shared],
+    shared = shared_files(manifest, cache)
+    hashing = cache.prefetch([*(path for paths in walked.values() for path in paths), *shared.values()],
                              progress=_hash_progress(emit))
     try:
         report = _checked(manifest, variants, hub, report_cache, card_only)
@@ -128,7 +128,7 @@ def push(
         results = []
         for variant in variants:
             card = render_card(manifest, variant, env=env, facts=facts, provenance=provenance)
-            files = file_set(manifest, variant, card, walked[variant.branch])
+            files = file_set(manifest, variant, card, walked[variant.branch], shared)
             notes = files.notes
             if card_only:
                 notes = ("card-only: the weights on the Hub revision were checked and are left as they are", *notes)
