@@ -277,3 +277,15 @@ def test_a_missing_variant_folder_in_point_manifest_helper_is_real(project: Path
     # Guard for the tests above: the fixture points at folders that exist.
     manifest = load_manifest(point_manifest(project, checkpoints))
     assert all(manifest.variant_path(v).is_dir() for v in manifest.variants)
+
+
+def test_a_release_tag_taken_elsewhere_is_refused_before_the_branch_is_created(weighed: Path, hub: HubServer) -> None:
+    from huggingface_hub import HfApi
+
+    run_push(weighed, hub, "main")
+    HfApi(endpoint=hub.url, token=HUB_TOKEN).create_tag(REPO, tag="v1-gs128", revision="main")
+    hub.reset_records()
+    done = hubpub_cli("push", "--manifest", str(weighed), "--branch", "gs128", "--tag", "v1", hub=hub,
+                      cwd=weighed.parent)
+    assert done.returncode == 1 and "v1-gs128" in done.stderr
+    assert not any(r.method == "POST" and "/branch/" in r.path for r in hub.requests) and not uploads(hub)

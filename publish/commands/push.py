@@ -212,6 +212,9 @@ class _VariantStep:
     def run(self, provenance: Provenance, report: Report, notes: tuple[str, ...]) -> VariantPush:
         repo_id, branch, options, hub = self.manifest.repo_id, self.variant.branch, self.options, self.hub
         state = hub.remote_state(repo_id, branch)
+        tag = release_tag(options.tag, branch) if options.tag else None
+        if tag:
+            _refuse_moving_tag(repo_id, tag, state)  # before a branch is created for a release that cannot be
         if not options.dry_run:
             if not state.repo_exists:
                 hub.ensure_repo(repo_id, self.manifest.private)
@@ -226,7 +229,6 @@ class _VariantStep:
             card_only=options.card_only, digest=self.digest,
         )
         self.emit(Planned(planned))
-        tag = release_tag(options.tag, branch) if options.tag else None
         if tag:
             _refuse_moving_tag(repo_id, tag, state, planned)
         if options.dry_run:
@@ -275,11 +277,12 @@ def release_tag(tag: str, branch: str) -> str:
     return f"{tag}-{branch}"
 
 
-def _refuse_moving_tag(repo_id: str, tag: str, state: RemoteState, planned: Plan) -> None:
+def _refuse_moving_tag(repo_id: str, tag: str, state: RemoteState, planned: Plan | None = None) -> None:
     """A release tag is created, or accepted when it already names the commit this push leaves the branch at;
-    anything else is refused before a commit is made, never silently left pointing elsewhere."""
+    anything else is refused before a commit is made, never silently left pointing elsewhere. Without the plan,
+    only what the branch's state already rules out: a tag on another commit than the branch's head."""
     existing = state.tags.get(tag)
-    if existing is None or (planned.is_noop and existing == state.head):
+    if existing is None or (existing == state.head and (planned is None or planned.is_noop)):
         return
     raise TagConflict(
         f"tag {tag!r} of {repo_id} already names commit {existing[:12]}, not the commit this push makes; "
