@@ -148,7 +148,7 @@ class HashCache:
             return found
 
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hubpub-hash")
-        return Prefetch(pool, {path: pool.submit(digest, path) for path in dict.fromkeys(paths)}, self)
+        return Prefetch(pool, {path: pool.submit(digest, path) for path in paths}, self)
 
     def save(self) -> None:
         if self.location is None or not self._dirty:

@@ -2,8 +2,7 @@
 
 The variant's folder is walked once (tooling folders skipped); a symlink out of the folder, a file named like a
 credential, or any non-weight file holding something that looks like a Hub token is refused before any request
-but the token check.
-The manifest's shared files (quantize.py, log.txt) and the rendered card complete the set.
+but the token check. The manifest's shared files (quantize.py, log.txt) and the rendered card complete the set.
 """
 
 from __future__ import annotations
