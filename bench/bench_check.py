@@ -49,7 +49,7 @@ def time_cli(manifest: Path, runs: int) -> list[float]:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "publish.cli", "check", "--manifest", str(manifest)],
+        done = subprocess.run([sys.executable, "-m", "publish.cli.main", "check", "--manifest", str(manifest)],
                               cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         times.append(time.perf_counter() - start)
         if done.returncode != 0:
@@ -59,9 +59,9 @@ def time_cli(manifest: Path, runs: int) -> list[float]:
 
 def time_stages(manifest_path: Path, runs: int) -> dict[str, float]:
     """Median milliseconds of reading (headers, index, configs) and of the checks, per variant, imports excluded."""
-    from publish.checkpoint import read_checkpoint
-    from publish.findings import collect_findings
-    from publish.manifest import load_manifest
+    from publish.checkpoint.findings import collect_findings
+    from publish.checkpoint.read import read_checkpoint
+    from publish.manifest.model import load_manifest
 
     manifest = load_manifest(manifest_path)
     result: dict[str, float] = {}

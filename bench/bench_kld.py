@@ -27,7 +27,7 @@ VOCAB = 151_936
 def make_dumps(folder: Path, windows: int, length: int, k: int, seed: int = 0) -> tuple[Path, Path]:
     import numpy as np
 
-    from publish.dumps import DumpInfo, WindowLogprobs, assemble, partial_folder, write_partial
+    from publish.eval.dumps import DumpInfo, WindowLogprobs, assemble, partial_folder, write_partial
 
     rng = np.random.default_rng(seed)
     ranks = np.arange(1, k + 1, dtype=np.float64)

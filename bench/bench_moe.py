@@ -136,7 +136,7 @@ def manifest_for(folder: Path, out: Path) -> Path:
     """`hubpub init`'s manifest for the folder, TODOs filled in."""
     import yaml
 
-    from publish.checkpoint import read_checkpoint
+    from publish.checkpoint.read import read_checkpoint
     from publish.commands.init import manifest_document
 
     data = manifest_document([read_checkpoint(folder)], repo_id="org/moe", base=out.parent)
@@ -148,9 +148,9 @@ def manifest_for(folder: Path, out: Path) -> Path:
 
 
 def time_stages(manifest_path: Path, runs: int) -> dict[str, float]:
-    from publish.checkpoint import read_checkpoint
-    from publish.manifest import load_manifest
-    from publish.report import LOCAL, report_for
+    from publish.checkpoint.read import read_checkpoint
+    from publish.checkpoint.report import LOCAL, report_for
+    from publish.manifest.model import load_manifest
 
     manifest = load_manifest(manifest_path)
     variant = manifest.variants[0]

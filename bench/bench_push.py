@@ -114,7 +114,7 @@ def set_title(manifest: Path, title: str) -> None:
 def rendered_cards(manifest: Path, out: Path) -> dict[str, str]:
     """The README each branch gets from hubpub (same renderer, facts and provenance as `hubpub push`)."""
     from publish.commands.render import render
-    from publish.manifest import load_manifest
+    from publish.manifest.model import load_manifest
 
     return {card.branch: card.text for card in render(load_manifest(manifest), out=out).cards}
 
@@ -360,9 +360,9 @@ def diagnose(servers: Servers, envs: dict[str, Env], manifest: Path, folders: di
     what a no-op push costs in-process once compressed-tensors is imported (`pushed` holds the pushed state)."""
     from publish.commands.check import check as check_variants
     from publish.commands.push import push
-    from publish.hashcache import HashCache, digest_file
-    from publish.hub import Hub
-    from publish.manifest import load_manifest
+    from publish.hub.client import Hub
+    from publish.hub.hashcache import HashCache, digest_file
+    from publish.manifest.model import load_manifest
 
     result: dict[str, Any] = {}
     hub = servers.fresh("diagnose")

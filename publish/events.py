@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from publish.hub.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Progress(Event):
     total: int
 
     def text(self) -> str:
-        from .plan import human_bytes
+        from publish.hub.plan import human_bytes
 
         where = f"{self.branch}: " if self.branch else ""
         return f"{where}{self.stage} {self.path} ({human_bytes(self.done)} of {human_bytes(self.total)})"

@@ -29,7 +29,7 @@ def hubpub(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproce
     interpreter and a torch import per call), in `cwd`, with `env` as the whole environment when given."""
     from click.testing import CliRunner
 
-    from publish.cli import main
+    from publish.cli.main import main
 
     overrides: dict[str, str | None] = {}
     if env is not None:

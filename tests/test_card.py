@@ -8,10 +8,10 @@ import git
 import pytest
 from huggingface_hub import ModelCard
 
-from publish.card import Provenance, make_environment, render_card
+from publish.card.provenance import read_provenance
+from publish.card.render import Provenance, make_environment, render_card
 from publish.errors import MetadataError, TemplateError
-from publish.manifest import load_manifest
-from publish.provenance import read_provenance
+from publish.manifest.model import load_manifest
 
 from . import cardfacts
 from .conftest import REFERENCE_CARD, SHIPPED_MANIFEST

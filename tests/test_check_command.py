@@ -12,7 +12,7 @@ from publish.commands.check import check
 from publish.commands.init import init
 from publish.commands.render import render
 from publish.errors import FactMismatch, ManifestError, UsageError
-from publish.manifest import load_manifest
+from publish.manifest.model import load_manifest
 
 from .conftest import hubpub, point_manifest
 from .fixtures.checkpoints import build_checkpoint

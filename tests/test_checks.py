@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from publish.checkpoint import read_checkpoint
-from publish.findings import collect_findings
-from publish.manifest import Variant, load_manifest
+from publish.checkpoint.findings import collect_findings
+from publish.checkpoint.read import read_checkpoint
+from publish.manifest.model import Variant, load_manifest
 
 from .conftest import point_manifest
 from .fixtures.checkpoints import DEFECTS, build_checkpoint

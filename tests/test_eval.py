@@ -19,9 +19,9 @@ import yaml
 from publish.commands.check import check
 from publish.commands.eval import TextSource, dump, score
 from publish.commands.render import render
-from publish.dumps import Dump, partial_folder
 from publish.errors import DumpError, EvalError, FactMismatch, ManifestError
-from publish.manifest import KLD_METHODS, load_manifest
+from publish.eval.dumps import Dump, partial_folder
+from publish.manifest.model import KLD_METHODS, load_manifest
 
 from . import kldmodels
 from .conftest import ROOT, hubpub
@@ -128,7 +128,7 @@ def test_too_short_a_text_says_what_to_do(tiny: kldmodels.TinyModels, tmp_path: 
 
 
 def test_the_datasets_path_resolves_wikitext_configs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from publish.evalbackends import dataset_text
+    from publish.eval.backends import dataset_text
 
     calls: list[tuple[str, str | None, str]] = []
 
@@ -253,7 +253,7 @@ def test_eval_run_writes_kld_json_and_the_card_shows_it(evaluated: Path, tiny: k
 
 
 def test_check_catches_an_artifact_measured_on_other_weights(evaluated: Path, tiny: kldmodels.TinyModels) -> None:
-    from publish.kldartifact import check_artifact
+    from publish.manifest.kldartifact import check_artifact
 
     done = hubpub("eval", "run", "--manifest", str(evaluated), "--reference", str(tiny.reference), "--variant",
                   str(tiny.variant), cwd=evaluated.parent)

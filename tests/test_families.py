@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from publish.families import family_of
-from publish.manifest import FAMILIES
+from publish.checkpoint.families import family_of
+from publish.manifest.model import FAMILIES
 
 
 @pytest.mark.parametrize(("module", "family"), [

@@ -17,11 +17,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from publish.checkpoint import build_checkpoint, read_checkpoint
-from publish.cli import main
-from publish.facts import derive_facts
-from publish.findings import collect_findings
-from publish.manifest import Variant
+from publish.checkpoint.build import build_checkpoint
+from publish.checkpoint.facts import derive_facts
+from publish.checkpoint.findings import collect_findings
+from publish.checkpoint.read import read_checkpoint
+from publish.cli.main import main
+from publish.manifest.model import Variant
 
 from .fixtures.formats import CASE_DEFECTS, CASES, EXPECTED, Case, build, plan, write
 
@@ -271,7 +272,7 @@ def test_init_and_render_for_moe_and_tied_models(arch: str, name: str, unquantiz
 
 
 def test_facts_recorded_before_the_format_model_still_load() -> None:
-    from publish.facts import WeightFacts
+    from publish.checkpoint.facts import WeightFacts
 
     old = {"bits": 8, "group_size": -1, "symmetric": True, "scale_dtype": "FP16",
            "unquantized": ["visual", "lm_head"], "total_bytes": 10}
@@ -302,11 +303,11 @@ def test_an_fp8_kv_cache_scheme_and_its_scales_are_not_mistaken_for_weights(tmp_
 def test_a_report_recorded_before_the_format_model_is_not_reused(
     weighed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from publish import checkpoint as checkpoint_module
+    from publish.checkpoint import read as checkpoint_module
+    from publish.checkpoint.report import examine
+    from publish.checkpoint.reportcache import ReportCache
     from publish.commands.check import check
-    from publish.manifest import load_manifest
-    from publish.report import examine
-    from publish.reportcache import ReportCache
+    from publish.manifest.model import load_manifest
 
     store = tmp_path / "checks.json"
     check(load_manifest(weighed), "main", cache=ReportCache(store))

@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from publish.hashcache import HashCache, digest_file
+from publish.hub.hashcache import HashCache, digest_file
 
 
 def test_git_blob_id_matches_git_hash_object(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from publish.kld import Chunk, score_chunk, scored_rows, summarize
-from publish.manifest import KLD_METHODS
+from publish.eval.metrics import Chunk, score_chunk, scored_rows, summarize
+from publish.manifest.model import KLD_METHODS
 
 
 def topk(probs: list[list[float]], ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -12,10 +12,10 @@ import yaml
 from publish.commands.push import push
 from publish.commands.render import render
 from publish.errors import DumpError
-from publish.hashcache import HashCache
-from publish.hub import Hub
-from publish.kldartifact import read_artifact
-from publish.manifest import load_manifest
+from publish.hub.client import Hub
+from publish.hub.hashcache import HashCache
+from publish.manifest.kldartifact import read_artifact
+from publish.manifest.model import load_manifest
 
 from .conftest import HUB_TOKEN
 from .hubserver import HubServer

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from publish import localfiles
 from publish.errors import UnsafeFileError
-from publish.localfiles import contains_token, is_weight_file, refuse_unsafe
+from publish.hub import localfiles
+from publish.hub.localfiles import contains_token, is_weight_file, refuse_unsafe
 
 TOKEN = "hf_" + "Leaked" * 5 + "0123456789"  # built from parts: no token-shaped string is committed
 
@@ -59,7 +59,7 @@ def test_a_gguf_file_is_weights_by_its_magic(tmp_path: Path) -> None:
 
 
 def test_a_clean_scan_is_remembered_until_the_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from publish.hashcache import HashCache
+    from publish.hub.hashcache import HashCache
 
     cache = HashCache(tmp_path / "hashes.json")
     log = tmp_path / "log.txt"

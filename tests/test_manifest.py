@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from publish.errors import ManifestError
-from publish.manifest import load_manifest
+from publish.manifest.model import load_manifest
 
 from .conftest import SHIPPED_MANIFEST
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from publish.hashcache import digest_bytes
-from publish.plan import ADD, DELETE, KEEP, UNCHANGED, UPDATE, LocalFile, RemoteFile, make_plan
+from publish.hub.hashcache import digest_bytes
+from publish.hub.plan import ADD, DELETE, KEEP, UNCHANGED, UPDATE, LocalFile, RemoteFile, make_plan
 
 
 def local(path: str, data: bytes) -> LocalFile:

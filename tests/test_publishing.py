@@ -18,7 +18,7 @@ import yaml
 from publish.commands.push import push
 from publish.errors import HubError
 from publish.events import Event, Progress, Retrying
-from publish.manifest import load_manifest
+from publish.manifest.model import load_manifest
 
 from .conftest import HUB_TOKEN, hubpub, point_manifest
 from .hubserver import HubServer
@@ -263,7 +263,7 @@ def test_render_after_check_does_not_import_torch(weighed: Path, checkpoints: di
     assert hubpub("check", "--manifest", str(weighed), cwd=weighed.parent).returncode == 0
     probe = (
         "import sys\n"
-        "from publish.cli import main\n"
+        "from publish.cli.main import main\n"
         f"sys.argv = ['hubpub', 'render', '--manifest', {str(weighed)!r}]\n"
         "try:\n    main()\nexcept SystemExit as done:\n    code = done.code\n"
         "print('exit', code, 'heavy', sorted(m for m in ('torch', 'compressed_tensors') if m in sys.modules))\n"

@@ -14,9 +14,9 @@ import pytest
 
 from publish.commands.push import PushResult, plan, push
 from publish.errors import AuthError, ChecksFailed, ConcurrentPushError, HubError, UnsafeFileError
-from publish.hashcache import HashCache
-from publish.hub import Hub
-from publish.manifest import load_manifest
+from publish.hub.client import Hub
+from publish.hub.hashcache import HashCache
+from publish.manifest.model import load_manifest
 
 from .conftest import HUB_TOKEN, hubpub, hubpub_subprocess, point_manifest
 from .hubserver import HubServer
@@ -236,7 +236,7 @@ def test_a_no_op_push_of_checked_weights_does_not_import_torch(weighed: Path, hu
     assert first.returncode == 0, first.stderr
     probe = (
         "import sys\n"
-        "from publish.cli import main\n"
+        "from publish.cli.main import main\n"
         f"sys.argv = ['hubpub', 'push', '--all', '--manifest', {str(weighed)!r}]\n"
         "try:\n    main()\nexcept SystemExit as done:\n    code = done.code\n"
         "print('exit', code, 'heavy', sorted(m for m in ('torch', 'compressed_tensors') if m in sys.modules))\n"

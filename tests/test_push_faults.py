@@ -13,8 +13,8 @@ import pytest
 
 from publish.commands.push import push
 from publish.errors import HubError
-from publish.hub import Hub
-from publish.manifest import load_manifest
+from publish.hub.client import Hub
+from publish.manifest.model import load_manifest
 
 from .conftest import HUB_TOKEN, hubpub
 from .hubserver import HubServer

@@ -18,9 +18,9 @@ import yaml
 
 from publish.commands.check import check
 from publish.commands.push import push
-from publish.hashcache import HashCache
-from publish.hub import Hub
-from publish.manifest import load_manifest
+from publish.hub.client import Hub
+from publish.hub.hashcache import HashCache
+from publish.manifest.model import load_manifest
 
 from . import ghactions
 from .conftest import HUB_TOKEN, ROOT

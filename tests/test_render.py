@@ -10,7 +10,7 @@ import pytest
 
 from publish.commands.render import render
 from publish.errors import ManifestError
-from publish.manifest import load_manifest
+from publish.manifest.model import load_manifest
 
 from . import cardfacts
 from .conftest import REFERENCE_CARD, ROOT, hubpub, hubpub_subprocess
@@ -128,7 +128,7 @@ def test_cli_unknown_option_exits_2(project: Path) -> None:
 def test_help_and_render_do_not_import_torch_or_compressed_tensors(project: Path, args: list[str]) -> None:
     probe = (
         "import sys\n"
-        "from publish.cli import main\n"
+        "from publish.cli.main import main\n"
         f"sys.argv = ['hubpub', *{args!r}]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "print('heavy:', sorted(m for m in ('torch', 'compressed_tensors', 'transformers') if m in sys.modules))\n"
@@ -141,8 +141,8 @@ def test_help_and_render_do_not_import_torch_or_compressed_tensors(project: Path
 def test_front_matter_read_back_once_is_not_read_back_again(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from publish import card
-    from publish.reportcache import ReportCache
+    from publish.card import render as card
+    from publish.checkpoint.reportcache import ReportCache
 
     calls: list[str] = []
     real = card.verify_round_trip

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from publish.checkpoint.report import Report, examine
+from publish.checkpoint.reportcache import ReportCache
 from publish.commands.check import check
-from publish.manifest import Manifest, load_manifest
-from publish.report import Report, examine
-from publish.reportcache import ReportCache
+from publish.manifest.model import Manifest, load_manifest
 
 
 def reused(manifest: Manifest, cache: ReportCache) -> Report:
@@ -22,7 +22,7 @@ def reused(manifest: Manifest, cache: ReportCache) -> Report:
 def test_a_recorded_report_is_reused_only_while_nothing_changed(
     weighed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from publish import checkpoint as checkpoint_module
+    from publish.checkpoint import read as checkpoint_module
 
     cache = ReportCache(tmp_path / "checks.json")
     first = check(load_manifest(weighed), "main", cache=cache)
@@ -49,7 +49,7 @@ def test_a_recorded_report_is_reused_only_while_nothing_changed(
 
 
 def test_check_without_reuse_always_inspects(weighed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from publish import checkpoint as checkpoint_module
+    from publish.checkpoint import read as checkpoint_module
 
     cache = ReportCache(tmp_path / "checks.json")
     check(load_manifest(weighed), "gs128", cache=cache)

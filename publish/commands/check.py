@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..manifest import Manifest
-from ..report import Report, VariantReport, examine
-from ..reportcache import ReportCache
+from publish.checkpoint.report import Report, VariantReport, examine
+from publish.checkpoint.reportcache import ReportCache
+from publish.manifest.model import Manifest
 
 if TYPE_CHECKING:
-    from ..hub import Hub
+    from publish.hub.client import Hub
 
 
 def check(
@@ -27,8 +27,8 @@ def _with_evaluation(manifest: Manifest, report: VariantReport) -> VariantReport
     kld = manifest.evaluation.kld
     if kld is None or kld.branch != report.branch:
         return report
-    from ..findings import error
-    from ..kldartifact import check_artifact
+    from publish.checkpoint.findings import error
+    from publish.manifest.kldartifact import check_artifact
 
     found = tuple(error("E1", "evaluation.kld", problem, "remove the hand-written value (the card takes it from "
                         "the artifact) or run `hubpub eval run` again") for problem in check_artifact(manifest))

@@ -12,12 +12,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..dumps import Dump, DumpInfo, assemble, file_sha256, make_windows, partial_folder
-from ..errors import DumpError, UsageError
-from ..evalbackends import Progress
-from ..kldartifact import weights_sha256
-from ..manifest import Manifest
+from publish import __version__
+from publish.errors import DumpError, UsageError
+from publish.eval.backends import Progress
+from publish.eval.dumps import Dump, DumpInfo, assemble, file_sha256, make_windows, partial_folder
+from publish.manifest.kldartifact import weights_sha256
+from publish.manifest.model import Manifest
 
 # Rows × K elements scored at once: bounds memory (a few hundred MB at most) whatever the dump's size.
 CHUNK_ELEMENTS = 2_000_000
@@ -44,7 +44,7 @@ class TextSource:
                 raise DumpError(f"cannot read the text: {error}", file=self.file) from None
         if not self.dataset:
             raise UsageError("give --text FILE or --dataset NAME[:SPLIT]")
-        from ..evalbackends import WIKITEXT, dataset_text, resolve_dataset
+        from publish.eval.backends import WIKITEXT, dataset_text, resolve_dataset
 
         path, config = resolve_dataset(self.dataset, self.config)
         # `wikitext` and `wikitext-2-raw-v1` are one dataset; record it as the manifest (and the seed's card) names it.
@@ -85,7 +85,7 @@ def dump(
     """
     import numpy as np
 
-    from .. import evalbackends as eb
+    from publish.eval import backends as eb
 
     tokenizer_name = tokenizer or model
     loaded_tokenizer: Any = None
@@ -150,7 +150,7 @@ def _finished_dump(path: Path, wanted: DumpInfo, windows: Any) -> DumpInfo | Non
 
 def score(reference: Path, variant: Path, method: str, approximation: str, out: Path | None = None) -> dict[str, Any]:
     """Compare two dumps of the same windows; return (and write to `out`) the kld.json artifact."""
-    from ..kld import APPROXIMATIONS, METHODS, Chunk, score_chunk, scored_rows, summarize
+    from publish.eval.metrics import APPROXIMATIONS, METHODS, Chunk, score_chunk, scored_rows, summarize
 
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; use one of {', '.join(METHODS)}", field="--method")
@@ -200,7 +200,7 @@ def score(reference: Path, variant: Path, method: str, approximation: str, out: 
         "tokenizer": {"name": ref.info.tokenizer, "sha256": ref.info.tokenizer_sha256},
     }
     if out is not None:
-        from ..kldartifact import write_artifact
+        from publish.manifest.kldartifact import write_artifact
 
         write_artifact(out, artifact)
     return artifact
@@ -253,7 +253,7 @@ def run(
     dataset. Dumps are kept in `workdir` (default .hubpub-eval/ next to the manifest): a finished dump is reused
     and an unfinished one resumed when the command runs again.
     """
-    from ..kldartifact import artifact_path
+    from publish.manifest.kldartifact import artifact_path
 
     kld = manifest.evaluation.kld
     if kld is None:

@@ -12,12 +12,13 @@ from typing import Any
 
 import yaml
 
-from ..atomic import atomic_write
-from ..checkpoint import Checkpoint, read_checkpoint
-from ..errors import UsageError
-from ..facts import WeightFacts, derive_facts
-from ..manifest import check_branch_name, check_repo_id
-from ..yamlsource import TODO
+from publish.checkpoint.facts import WeightFacts, derive_facts
+from publish.checkpoint.model import Checkpoint
+from publish.checkpoint.read import read_checkpoint
+from publish.errors import UsageError
+from publish.manifest.model import check_branch_name, check_repo_id
+from publish.manifest.yamlsource import TODO
+from publish.util.atomic import atomic_write
 
 # Files every branch carries, by the manifest's `files:` key, when they sit beside the manifest.
 SHARED_FILES = {"recipe": "quantize.py", "log": "log.txt"}

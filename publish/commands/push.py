@@ -16,10 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__
-from ..card import make_environment, render_card
-from ..errors import CheckpointError, ChecksFailed, HubError, TagConflict
-from ..events import (
+from publish import __version__
+from publish.card.provenance import Provenance, read_provenance
+from publish.card.render import make_environment, render_card
+from publish.checkpoint.report import Report, agreed_facts, examine
+from publish.checkpoint.reportcache import ReportCache
+from publish.errors import CheckpointError, ChecksFailed, HubError, TagConflict
+from publish.events import (
     Authenticated,
     Checked,
     Committed,
@@ -32,16 +35,13 @@ from ..events import (
     Verified,
     ignore,
 )
-from ..hashcache import HashCache, Prefetch
-from ..hub import Commit, Hub, RemoteState
-from ..kldartifact import resolve as resolve_kld
-from ..localfiles import file_set, shared_files, unhashed, walk, with_digest
-from ..manifest import Manifest, Variant
-from ..plan import LocalFile, Plan, make_plan
-from ..provenance import Provenance, read_provenance
-from ..report import Report, agreed_facts, examine
-from ..reportcache import ReportCache
-from ..verify import verify
+from publish.hub.client import Commit, Hub, RemoteState
+from publish.hub.hashcache import HashCache, Prefetch
+from publish.hub.localfiles import file_set, shared_files, unhashed, walk, with_digest
+from publish.hub.plan import LocalFile, Plan, make_plan
+from publish.hub.verify import verify
+from publish.manifest.kldartifact import resolve as resolve_kld
+from publish.manifest.model import Manifest, Variant
 
 # LFS uploads in flight at once, as huggingface_hub's own commit does a few at a time.
 UPLOAD_WORKERS = 4

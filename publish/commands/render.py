@@ -7,16 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..atomic import atomic_write
-from ..card import PROVENANCE_MARK, make_environment, render_card
-from ..kldartifact import resolve as resolve_kld
-from ..manifest import Manifest
-from ..provenance import read_provenance
-from ..report import agreed_facts, examine
-from ..reportcache import ReportCache
+from publish.card.provenance import read_provenance
+from publish.card.render import PROVENANCE_MARK, make_environment, render_card
+from publish.checkpoint.report import agreed_facts, examine
+from publish.checkpoint.reportcache import ReportCache
+from publish.manifest.kldartifact import resolve as resolve_kld
+from publish.manifest.model import Manifest
+from publish.util.atomic import atomic_write
 
 if TYPE_CHECKING:
-    from ..facts import WeightFacts
+    from publish.checkpoint.facts import WeightFacts
 
 DEFAULT_OUT = "cards"
 

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 import yaml
 
-from .errors import MetadataError, TemplateError
-from .manifest import Manifest, Variant
-from .provenance import Provenance
+from publish.card.provenance import Provenance
+from publish.errors import MetadataError, TemplateError
+from publish.manifest.model import Manifest, Variant
 
 if TYPE_CHECKING:
-    from .facts import WeightFacts
+    from publish.checkpoint.facts import WeightFacts
 
 CARD_TEMPLATE = "card.md.j2"
 PROVENANCE_MARK = "<!-- hubpub:provenance -->"
@@ -73,7 +73,7 @@ def front_matter(manifest: Manifest) -> dict[str, Any]:
 
 def check_front_matter(meta: Mapping[str, Any], source: Path) -> None:
     """Raise MetadataError for the first value the Hub would refuse, naming the manifest field."""
-    from .hubmeta import metadata_problems
+    from publish.manifest.hubmeta import metadata_problems
 
     problems = metadata_problems(dict(meta))
     if problems:

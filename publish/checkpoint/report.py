@@ -11,15 +11,15 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import FactMismatch
-from .facts import WeightFacts, compare_facts, derive_facts
-from .findings import Finding, collect_findings, error, summarize
-from .manifest import Manifest, Variant
-from .reportcache import ReportCache, checkpoint_key
+from publish.checkpoint.facts import WeightFacts, compare_facts, derive_facts
+from publish.checkpoint.findings import Finding, collect_findings, error, summarize
+from publish.checkpoint.reportcache import ReportCache, checkpoint_key
+from publish.errors import FactMismatch
+from publish.manifest.model import Manifest, Variant
 
 if TYPE_CHECKING:
-    from .checkpoint import Checkpoint
-    from .hub import Hub
+    from publish.checkpoint.model import Checkpoint
+    from publish.hub.client import Hub
 
 REPORT_VERSION = 1
 LOCAL, REMOTE, MISSING = "local", "remote", "missing"
@@ -116,14 +116,14 @@ def examine_variant(
         recorded = cache.get(key) if cache is not None and reuse else None
         if recorded is not None:
             return VariantReport.from_dict(recorded)
-        from .checkpoint import read_checkpoint
+        from publish.checkpoint.read import read_checkpoint
 
         report = report_for(read_checkpoint(folder), variant, LOCAL)
         if cache is not None:
             cache.put(key, report.to_dict())
         return report
     if hub is not None:
-        from .remote import read_remote_checkpoint
+        from publish.checkpoint.remote import read_remote_checkpoint
 
         checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch)
         if checkpoint is None or not checkpoint.shards:
@@ -135,7 +135,7 @@ def examine_variant(
 
 
 def report_for(checkpoint: Checkpoint, variant: Variant, source: str) -> VariantReport:
-    from .checkpoint import without_gc
+    from publish.checkpoint.read import without_gc
 
     with without_gc():  # tens of thousands of small objects on a 56k-tensor model; see without_gc
         return VariantReport(variant.branch, checkpoint.location, source, collect_findings(checkpoint, variant),

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .checkpoint import tensor_table
-from .errors import HubError
-from .plan import DELETE, KEEP, LocalFile, Plan, same_content
+from publish.checkpoint.read import tensor_table
+from publish.errors import HubError
+from publish.hub.plan import DELETE, KEEP, LocalFile, Plan, same_content
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from publish.hub.client import Hub
 
 
 def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile]) -> None:

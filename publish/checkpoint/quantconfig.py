@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .formats import Scheme, check_scheme, resolve_format, strip_legacy_actorder, why_unsupported
+from publish.checkpoint.formats import Scheme, check_scheme, resolve_format, strip_legacy_actorder, why_unsupported
 
 
 class Matcher:

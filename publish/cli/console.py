@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .events import Committed, Event, Planned, Progress, Tagged, Unchanged, Verified
+from publish.events import Committed, Event, Planned, Progress, Tagged, Unchanged, Verified
 
 PUSH_REPORT_VERSION = 1
 QUIET, NORMAL, VERBOSE = -1, 0, 1

@@ -12,12 +12,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from .checkpoint import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint, QuantizedModule
-from .facts import SIZE_TOLERANCE, same_scheme_name, size_matches
-from .families import family_of
-from .formats import Scheme, supported_formats, text
-from .manifest import FAMILIES, Variant
-from .quantconfig import Matcher
+from publish.checkpoint.facts import SIZE_TOLERANCE, same_scheme_name, size_matches
+from publish.checkpoint.families import family_of
+from publish.checkpoint.formats import Scheme, supported_formats, text
+from publish.checkpoint.model import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint, QuantizedModule
+from publish.checkpoint.quantconfig import Matcher
+from publish.manifest.model import FAMILIES, Variant
 
 Severity = Literal["error", "warning"]
 REPEATS_SHOWN = 3  # findings shown per (code, parameter) before the rest are counted in one

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from .checkpoint import CONFIG_FILE, Checkpoint
-from .manifest import FAMILIES, Variant
+from publish.checkpoint.model import CONFIG_FILE, Checkpoint
+from publish.manifest.model import FAMILIES, Variant
 
 # Sizes on cards are rounded (36.78 GB shows as 36.8); an accidentally quantized or dropped family moves the
 # size by several percent, so 1% tells rounding apart from a wrong checkpoint.

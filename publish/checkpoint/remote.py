@@ -10,20 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .checkpoint import (
-    CONFIG_FILE,
-    INDEX_FILE,
-    SIDECAR_FILE,
-    Checkpoint,
-    build_checkpoint,
-    find_quantization,
-    parse_json_object,
-    tensor_table,
-)
-from .errors import HubError
+from publish.checkpoint.build import build_checkpoint
+from publish.checkpoint.model import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint
+from publish.checkpoint.read import find_quantization, parse_json_object, tensor_table
+from publish.errors import HubError
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from publish.hub.client import Hub
 
 
 def read_remote_checkpoint(hub: Hub, repo_id: str, revision: str) -> Checkpoint | None:

@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ManifestError
-from .schemaerrors import MAX_ERRORS, Located, all_errors, did_you_mean
-from .yamlsource import dotted, parse_yaml
+from publish.errors import ManifestError
+from publish.manifest.schemaerrors import MAX_ERRORS, Located, all_errors, did_you_mean
+from publish.manifest.yamlsource import dotted, parse_yaml
 
 DEFAULT_MANIFEST = "branches.yaml"
 

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .atomic import atomic_write
-from .hashcache import stamp
+from publish import __version__
+from publish.hub.hashcache import stamp
+from publish.util.atomic import atomic_write
 
 # 2: facts carry the format, scheme and any refusal; a report without them could back a wrong card.
 CACHE_VERSION = 2

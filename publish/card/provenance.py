@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from publish import __version__
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .errors import ManifestError
-from .yamlsource import dotted, line_of
+from publish.errors import ManifestError
+from publish.manifest.yamlsource import dotted, line_of
 
 # At most this many problems are listed in one error; the rest are counted.
 MAX_ERRORS = 20

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .dumps import DumpInfo, WindowLogprobs, partial_done, write_partial
-from .errors import DumpError, EvalError
+from publish.errors import DumpError, EvalError
+from publish.eval.dumps import DumpInfo, WindowLogprobs, partial_done, write_partial
 
 Progress = Callable[[int, int], None]
 ComputeWindow = Callable[[npt.NDArray[np.int64]], WindowLogprobs]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import DumpError
+from publish.errors import DumpError
 
 DUMP_FORMAT = "hubpub-logprobs"
 DUMP_VERSION = 1

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DumpError, FactMismatch
-from .manifest import Evaluation, Kld, KldMetrics, Manifest
+from publish.errors import DumpError, FactMismatch
+from publish.manifest.model import Evaluation, Kld, KldMetrics, Manifest
 
 ARTIFACT_VERSION = 1
 # The artifact's name on the evaluated branch; the card links to it.
@@ -83,7 +83,7 @@ def read_artifact(path: Path) -> KldArtifact:
 
 
 def write_artifact(path: Path, data: dict[str, Any]) -> None:
-    from .atomic import atomic_write
+    from publish.util.atomic import atomic_write
 
     atomic_write(path, json.dumps(data, indent=2) + "\n")
 

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .errors import AuthError, ConcurrentPushError, HubError, scrub
-from .events import Emit, Retrying, ignore
-from .plan import LocalFile, RemoteFile
+from publish.errors import AuthError, ConcurrentPushError, HubError, scrub
+from publish.events import Emit, Retrying, ignore
+from publish.hub.plan import LocalFile, RemoteFile
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})

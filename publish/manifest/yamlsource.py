@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ManifestError
+from publish.errors import ManifestError
 
 # `hubpub init` writes this where the weights cannot tell the value; a manifest still holding it is refused.
 TODO = "TODO"

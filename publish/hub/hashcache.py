@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import atomic_write
+from publish.util.atomic import atomic_write
 
 CHUNK = 8 * 1024 * 1024
 # The Hub stores files up to 10 MiB as regular git blobs unless .gitattributes routes them to LFS.

@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import TOKEN_PATTERN, ManifestError, UnsafeFileError
-from .hashcache import Digest, HashCache, digest_bytes
-from .kldartifact import KLD_ARTIFACT, artifact_path
-from .manifest import Manifest, Variant
-from .plan import LocalFile
+from publish.errors import TOKEN_PATTERN, ManifestError, UnsafeFileError
+from publish.hub.hashcache import Digest, HashCache, digest_bytes
+from publish.hub.plan import LocalFile
+from publish.manifest.kldartifact import KLD_ARTIFACT, artifact_path
+from publish.manifest.model import Manifest, Variant
 
 # Never uploaded: they look like credentials. Matched against each file's name.
 SECRET_PATTERNS = (

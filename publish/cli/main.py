@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__
-from .errors import EXIT_FAILED, HubpubError, scrub
+from publish import __version__
+from publish.errors import EXIT_FAILED, HubpubError, scrub
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,7 +48,7 @@ def _reports_errors(command: F) -> F:
 
 
 def _load(manifest: str, allow_todo: bool = False) -> Any:
-    from .manifest import load_manifest
+    from publish.manifest.model import load_manifest
 
     return load_manifest(Path(manifest), allow_todo=allow_todo)
 
@@ -59,7 +59,7 @@ def verbosity_options(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, quiet: bool, verbose: int, **kwargs: Any) -> Any:
         if quiet and verbose:
-            from .errors import UsageError
+            from publish.errors import UsageError
 
             raise UsageError("give at most one of -q/--quiet and -v/--verbose")
         return command(*args, verbosity=-1 if quiet else min(verbose, 1), **kwargs)
@@ -116,7 +116,7 @@ def render(manifest: str, branch: str | None, out: Path | None, check: bool, ver
     the manifest is an error, as are weights that cannot back a card (an unsupported format); a report recorded by `hubpub check` for unchanged weights is reused. A templates/ folder
     next to the manifest overrides the default templates file by file.
     """
-    from .commands.render import render as render_cards
+    from publish.commands.render import render as render_cards
 
     result = render_cards(_load(manifest), branch=branch, out=out, check=check, cache=_report_cache())
     for note in result.notes if verbosity >= 0 else ():
@@ -146,7 +146,7 @@ def check(manifest: str, branch: str | None, as_json: bool, remote: bool, verbos
     error-level finding exists, 1 otherwise; a variant whose folder is missing is an error. Runs on a manifest
     whose card fields still say TODO (fresh from `hubpub init`), warning about each.
     """
-    from .commands.check import check as check_variants
+    from publish.commands.check import check as check_variants
 
     loaded = _load(manifest, allow_todo=True)
     hub = _hub() if remote else None
@@ -176,7 +176,7 @@ def init(folders: tuple[Path, ...], repo_id: str | None, out: Path, force: bool,
     The title comes from --repo-id's name; quantize.py and log.txt beside the manifest become `files:`. What the
     weights cannot tell is written as TODO: `hubpub check` runs meanwhile, render and push refuse it.
     """
-    from .commands.init import init as init_manifest
+    from publish.commands.init import init as init_manifest
 
     written = init_manifest(list(folders), repo_id=repo_id, out=out, force=force)
     if verbosity >= 0:
@@ -184,20 +184,20 @@ def init(folders: tuple[Path, ...], repo_id: str | None, out: Path, force: bool,
 
 
 def _hub() -> Any:
-    from .hub import Hub
+    from publish.hub.client import Hub
 
     return Hub.from_environment()
 
 
 def _hash_cache() -> Any:
-    from .hashcache import HashCache, default_cache_location
+    from publish.hub.hashcache import HashCache, default_cache_location
 
     return HashCache(default_cache_location())
 
 
 def _report_cache() -> Any:
-    from .hashcache import default_cache_location
-    from .reportcache import ReportCache
+    from publish.checkpoint.reportcache import ReportCache
+    from publish.hub.hashcache import default_cache_location
 
     return ReportCache(default_cache_location().with_name("checks.json"))
 
@@ -213,7 +213,7 @@ def _report_cache() -> Any:
 @_reports_errors
 def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, as_json: bool, verbosity: int) -> None:
     """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing."""
-    from .commands.push import plan as plan_push
+    from publish.commands.push import plan as plan_push
 
     def run(emit: Any) -> Any:
         return plan_push(_load(manifest), _hub(), branch, cache=_hash_cache(), prune=prune, card_only=card_only,
@@ -248,8 +248,8 @@ def push(
     is an error; --card-only publishes the card of weights already on the Hub. A --tag that already names another
     commit is refused before committing. Each step is reported as it happens.
     """
-    from .commands.push import push as push_variants
-    from .errors import UsageError
+    from publish.commands.push import push as push_variants
+    from publish.errors import UsageError
 
     if bool(branch) == all_:
         raise UsageError("give exactly one of --branch NAME or --all")
@@ -265,7 +265,7 @@ def push(
 
 def _run_with_console(run: Callable[[Any], Any], verbosity: int, as_json: bool, *, dry_run: bool) -> None:
     """Run plan or push with events printed as they happen; with --json, print the report even on failure."""
-    from .console import Console
+    from publish.cli.console import Console
 
     console = Console(verbosity, as_json=as_json)
     try:
@@ -344,8 +344,8 @@ def eval_dump(model: str, out: Path, text_file: Path | None, dataset: str | None
               server: str | None, served_model: str | None, tokenizer: str | None, revision: str | None,
               workers: int, device: str | None, verbosity: int) -> None:
     """Dump one model's top-K log-probs over fixed token windows (resumable: rerun to finish)."""
-    from .commands.eval import TextSource, dump
-    from .errors import UsageError
+    from publish.commands.eval import TextSource, dump
+    from publish.errors import UsageError
 
     if sum(x is not None for x in (text_file, dataset, windows_from)) != 1:
         raise UsageError("give exactly one of --text FILE, --dataset NAME[:SPLIT] or --windows-from DUMP")
@@ -388,7 +388,7 @@ def _print_metrics(out: Path | None, artifact: dict[str, Any], verbosity: int) -
 def eval_score(reference: Path, variant: Path, method: str, approximation: str, out: Path | None,
                verbosity: int) -> None:
     """KL(reference ‖ variant) per position from two dumps of the same windows: median, P90, P99, mean, max."""
-    from .commands.eval import score
+    from publish.commands.eval import score
 
     _print_metrics(out, score(reference, variant, method, approximation, out), verbosity)
 
@@ -415,7 +415,7 @@ def eval_run(manifest: str, reference: str, variant: str | None, reference_serve
              tokenizer: str | None, workdir: Path | None, out: Path | None, workers: int, device: str | None,
              verbosity: int) -> None:
     """Dump the reference and the evaluated variant and score them, all as evaluation.kld configures it."""
-    from .commands.eval import run
+    from publish.commands.eval import run
 
     def progress(label: str, done: int, total: int) -> None:
         if verbosity >= 0:

@@ -7,44 +7,35 @@ compares. `findings.py` turns the problems into T findings; `facts.py` refuses f
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from .checkpoint import QuantizedModule
-from .formats import ParamSpec, UnsupportedScheme
+from publish.checkpoint.formats import ParamSpec, UnsupportedScheme
+from publish.checkpoint.model import QuantizedModule, TensorProblem
 
 REEXPORT = "re-export the module: its compressed tensors are incomplete"
 CONFIG_OR_TENSORS = "the config and the tensors describe different schemes: re-export, or fix quantization_config"
 
 
-@dataclass(frozen=True)
-class Problem:
-    code: str  # T1 tensor set and dtypes, T2 scale shapes, T3 zero points
-    subject: str
-    message: str
-    hint: str = ""
-
-
-def module_problems(module: QuantizedModule) -> Iterator[Problem]:
+def module_problems(module: QuantizedModule) -> Iterator[TensorProblem]:
     """Every way `module`'s stored tensors differ from what its scheme's format writes."""
     scheme, name, params = module.scheme, module.name, module.params
     if scheme is None:
         return  # K2 reports a module no config group targets
     if module.out_features is None or module.in_features is None:
         missing = "weight_shape" if "weight_packed" in params and "weight_shape" not in params else "weight"
-        yield Problem("T1", f"{name}.{missing}", f"missing: the module's [out, in] shape cannot be told from its "
+        yield TensorProblem("T1", f"{name}.{missing}", f"missing: the module's [out, in] shape cannot be told from its "
                       f"tensors ({', '.join(sorted(params))})", REEXPORT)
         return
     try:
         expected = scheme.expected(module.out_features, module.in_features)
     except UnsupportedScheme as problem:
-        yield Problem("T2", name, str(problem), CONFIG_OR_TENSORS)
+        yield TensorProblem("T2", name, str(problem), CONFIG_OR_TENSORS)
         return
     for param, spec in expected.items():
         tensor = params.get(param)
         if tensor is None:
             yield _missing(name, param, scheme.symmetric)
         elif tensor.dtype not in spec.dtypes:
-            yield Problem("T1", tensor.name, f"{param} is {tensor.dtype}, {scheme.format} ({scheme.name}) stores "
+            yield TensorProblem("T1", tensor.name, f"{param} is {tensor.dtype}, {scheme.format} ({scheme.name}) stores "
                           f"{spec.describe()}", CONFIG_OR_TENSORS)
         elif tensor.shape != spec.shape:
             yield _wrong_shape(module, param, tensor.shape, spec)
@@ -52,38 +43,38 @@ def module_problems(module: QuantizedModule) -> Iterator[Problem]:
         yield _unexpected(module, param)
 
 
-def _missing(name: str, param: str, symmetric: bool) -> Problem:
+def _missing(name: str, param: str, symmetric: bool) -> TensorProblem:
     if param.endswith("zero_point"):
-        return Problem("T3", f"{name}.{param}", "missing for an asymmetric scheme",
+        return TensorProblem("T3", f"{name}.{param}", "missing for an asymmetric scheme",
                        "re-export: asymmetric schemes store a zero point")
-    return Problem("T1", f"{name}.{param}", "missing; loaders run the module with an uninitialized value", REEXPORT)
+    return TensorProblem("T1", f"{name}.{param}", "missing; loaders run the module with an uninitialized value", REEXPORT)
 
 
-def _wrong_shape(module: QuantizedModule, param: str, shape: tuple[int, ...], spec: ParamSpec) -> Problem:
+def _wrong_shape(module: QuantizedModule, param: str, shape: tuple[int, ...], spec: ParamSpec) -> TensorProblem:
     scheme = module.scheme
     assert scheme is not None
     subject = f"{module.name}.{param}"
     if "scale" in param or param.endswith("zero_point"):
         strategy = scheme.strategy + (f" with group_size {scheme.group_size}" if scheme.group_size > 0 else "")
-        return Problem("T2", subject, f"{param} shape {list(shape)} does not fit strategy {strategy!r} "
+        return TensorProblem("T2", subject, f"{param} shape {list(shape)} does not fit strategy {strategy!r} "
                        f"(expected {list(spec.shape)})", CONFIG_OR_TENSORS)
-    return Problem("T1", subject, f"shape {list(shape)} does not fit [{module.out_features}, {module.in_features}] "
+    return TensorProblem("T1", subject, f"shape {list(shape)} does not fit [{module.out_features}, {module.in_features}] "
                    f"in {scheme.format} at {scheme.bits} bits (expected {list(spec.shape)})",
                    "weight_shape or the stored weight is wrong: re-export the module")
 
 
-def _unexpected(module: QuantizedModule, param: str) -> Problem:
+def _unexpected(module: QuantizedModule, param: str) -> TensorProblem:
     subject = f"{module.name}.{param}"
     scheme = module.scheme
     assert scheme is not None
     if param.endswith("zero_point"):
-        return Problem("T3", subject, "a zero point in a symmetric scheme; vLLM does not load it",
+        return TensorProblem("T3", subject, "a zero point in a symmetric scheme; vLLM does not load it",
                        "drop it, or declare the scheme asymmetric")
     if param == "weight":
-        return Problem("T1", subject, f"a leftover dense weight next to {scheme.format}'s tensors",
+        return TensorProblem("T1", subject, f"a leftover dense weight next to {scheme.format}'s tensors",
                        "remove it; the module is stored compressed")
     if param == "weight_g_idx":
-        return Problem("T1", subject, "activation-ordering indices, but the config group declares no actorder "
+        return TensorProblem("T1", subject, "activation-ordering indices, but the config group declares no actorder "
                        "'group'", "declare actorder 'group' in the config group, or re-export without it")
-    return Problem("T1", subject, f"{scheme.format} ({scheme.name}) does not store {param}",
+    return TensorProblem("T1", subject, f"{scheme.format} ({scheme.name}) does not store {param}",
                    "remove it, or fix quantization_config to the scheme that wrote it")

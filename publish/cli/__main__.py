@@ -1,0 +1,3 @@
+from publish.cli.main import main
+
+main()
