@@ -319,7 +319,7 @@ def test_a_report_recorded_before_the_format_model_is_not_reused(
     store.write_text(json.dumps(recorded))
     calls: list[Path] = []
     real = checkpoint_module.read_checkpoint
-    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda folder: calls.append(folder) or real(folder))
+    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda folder, *listing: calls.append(folder) or real(folder, *listing))
     manifest = load_manifest(weighed)
     report = examine(manifest, manifest.select("main"), cache=ReportCache(store), reuse=True)
     assert len(calls) == 1 and report.variants[0].facts is not None

@@ -16,6 +16,7 @@ from publish.checkpoint.findings import Finding, collect_findings, error, summar
 from publish.checkpoint.reportcache import ReportCache, checkpoint_key
 from publish.errors import FactMismatch
 from publish.manifest.model import Manifest, Variant
+from publish.util.listing import Listing, list_folder
 
 if TYPE_CHECKING:
     from publish.checkpoint.model import Checkpoint
@@ -91,16 +92,17 @@ class Report:
 
 def examine(
     manifest: Manifest, variants: tuple[Variant, ...], *, hub: Hub | None = None, cache: ReportCache | None = None,
-    reuse: bool = False, remote: bool = False,
+    reuse: bool = False, remote: bool = False, listings: Mapping[str, Listing] | None = None,
 ) -> Report:
     """Examine each variant. With `hub`, a variant whose folder is absent (every variant, with `remote`) is
     examined on its Hub revision.
 
     With `cache`, local reports are recorded; with `reuse` too, a report recorded for the same hubpub version,
-    manifest entry and unchanged files is returned without reading the checkpoint again.
+    manifest entry and unchanged files is returned without reading the checkpoint again. `listings` (by branch)
+    are the variants' folders as the caller listed them; a folder not in it is listed here.
     """
-    reports = tuple(examine_variant(manifest, v, hub=hub, cache=cache, reuse=reuse, remote=remote)
-                    for v in variants)
+    reports = tuple(examine_variant(manifest, v, hub=hub, cache=cache, reuse=reuse, remote=remote,
+                                    listing=(listings or {}).get(v.branch)) for v in variants)
     if cache is not None:
         cache.save()
     return Report(reports)
@@ -108,17 +110,18 @@ def examine(
 
 def examine_variant(
     manifest: Manifest, variant: Variant, *, hub: Hub | None = None, cache: ReportCache | None = None,
-    reuse: bool = False, remote: bool = False,
+    reuse: bool = False, remote: bool = False, listing: Listing | None = None,
 ) -> VariantReport:
     folder = manifest.variant_path(variant)
     if folder.is_dir() and not (remote and hub is not None):
-        key = checkpoint_key(variant.model_dump(mode="json"), folder.resolve()) if cache is not None else ""
+        listing = listing or list_folder(folder.resolve())
+        key = checkpoint_key(variant.model_dump(mode="json"), listing) if cache is not None else ""
         recorded = cache.get(key) if cache is not None and reuse else None
         if recorded is not None:
             return VariantReport.from_dict(recorded)
         from publish.checkpoint.read import read_checkpoint
 
-        report = report_for(read_checkpoint(folder), variant, LOCAL)
+        report = report_for(read_checkpoint(folder, listing), variant, LOCAL)
         if cache is not None:
             cache.put(key, report.to_dict())
         return report
