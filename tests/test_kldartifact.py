@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from publish.commands.push import push
+from publish.commands.push import PushSettings, push
 from publish.commands.render import render
 from publish.errors import DumpError
 from publish.hub.client import Hub
-from publish.hub.hashcache import HashCache
 from publish.manifest.kldartifact import read_artifact
 from publish.manifest.model import load_manifest
 
@@ -89,9 +88,8 @@ def test_an_artifact_with_a_metric_that_is_not_a_number_names_it(tmp_path: Path)
 
 def test_push_uploads_the_artifact_to_the_evaluated_branch_only(weighed: Path, hub: HubServer) -> None:
     manifest = with_artifact(weighed)
-    cache = HashCache(Path(os.environ["HUBPUB_CACHE"]))
-    client = Hub(hub.url, HUB_TOKEN, backoff=0.01, sleep=lambda _: None)
-    push(load_manifest(manifest), client, None, cache=cache)
+    client = Hub(hub.url, HUB_TOKEN, sleep=lambda _: None)
+    push(load_manifest(manifest), client, PushSettings(cache=Path(os.environ["HUBPUB_CACHE"])))
     assert hub.files(REPO, "main")["kld.json"] == (manifest.parent / "kld.json").read_bytes()
     assert LINK in hub.files(REPO, "main")["README.md"].decode()
     assert "kld.json" not in hub.files(REPO, "gs128")

@@ -22,7 +22,7 @@ from publish.manifest.model import load_manifest
 
 from .conftest import HUB_TOKEN, hubpub, point_manifest
 from .hubserver import HubServer
-from .test_push import REPO, client, commits, hubpub_cli, run_push, uploads
+from .test_push import REPO, client, commits, hubpub_cli, run_push, settings, uploads
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
@@ -137,7 +137,7 @@ def test_a_bad_token_fails_before_hashing_or_creating_anything(weighed: Path, hu
 
 def test_the_plan_is_reported_before_the_first_upload(weighed: Path, hub: HubServer) -> None:
     events: list[Event] = []
-    push(load_manifest(weighed), client(hub), "main", emit=events.append)
+    push(load_manifest(weighed), client(hub), settings("main"), emit=events.append)
     kinds = [type(e).__name__ for e in events]
     first_upload = next(i for i, e in enumerate(events) if isinstance(e, Progress) and e.stage == "uploading")
     assert kinds.index("Planned") < first_upload < kinds.index("Committed") < kinds.index("Verified")
@@ -155,7 +155,7 @@ def test_a_landed_commit_is_reported_when_a_later_variant_fails(weighed: Path, h
 def test_retries_are_reported_as_they_happen(weighed: Path, hub: HubServer) -> None:
     events: list[Event] = []
     hub.inject("GET", rf"^/api/models/{REPO}/refs", status=503, times=2)
-    push(load_manifest(weighed), client(hub), "main", emit=events.append)
+    push(load_manifest(weighed), client(hub, emit=events.append), settings("main"))
     retries = [e for e in events if isinstance(e, Retrying)]
     assert len(retries) == 2 and "503 from" in retries[0].text() and retries[0].text().startswith("retrying in")
 

@@ -15,10 +15,11 @@ from publish.commands.push import push
 from publish.errors import HubError
 from publish.hub.client import Hub
 from publish.manifest.model import load_manifest
+from publish.util.retry import RetryPolicy
 
 from .conftest import HUB_TOKEN, hubpub
 from .hubserver import HubServer
-from .test_push import REPO, client, commits, run_push, uploads
+from .test_push import REPO, FakeClock, client, commits, run_push, settings, uploads
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 COMMIT = rf"^/api/models/{REPO}/commit/"
@@ -33,10 +34,10 @@ def test_a_5xx_on_the_commit_is_retried_and_lands_once(weighed: Path, hub: HubSe
 
 
 def test_429_with_retry_after_is_honoured(weighed: Path, hub: HubServer) -> None:
-    sleeps: list[float] = []
+    clock = FakeClock()
     hub.inject("GET", rf"^/api/models/{REPO}/refs", status=429, retry_after=7)
-    push(load_manifest(weighed), client(hub, sleeps=sleeps), "main")
-    assert sleeps[0] == 7.0
+    push(load_manifest(weighed), client(hub, clock=clock), settings("main"))
+    assert clock.sleeps[0] == 7.0
     assert hub.commit_count(REPO, "main") == 2
 
 
@@ -135,5 +136,5 @@ def test_the_token_never_appears_in_any_output(weighed: Path, tmp_path: Path, mo
 def test_hub_errors_scrub_the_token_from_messages(hub: HubServer) -> None:
     hub.inject("GET", rf"^/api/models/{REPO}/refs", status=500, times=10)
     with pytest.raises(HubError) as caught:
-        Hub(hub.url, HUB_TOKEN, retries=1, sleep=lambda _: None).remote_state(REPO, "main")
+        Hub(hub.url, HUB_TOKEN, policy=RetryPolicy(retries=1), sleep=lambda _: None).remote_state(REPO, "main")
     assert HUB_TOKEN not in str(caught.value) and HUB_TOKEN not in repr(caught.value)

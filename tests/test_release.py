@@ -19,7 +19,6 @@ import yaml
 from publish.commands.check import check
 from publish.commands.push import push
 from publish.hub.client import Hub
-from publish.hub.hashcache import HashCache
 from publish.manifest.model import load_manifest
 
 from . import ghactions
@@ -34,7 +33,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationW
 @pytest.fixture
 def published(weighed: Path, hub: HubServer, tmp_path: Path) -> Path:
     """Both variants pushed with their weights; returns a runner checkout whose manifest points at no weights."""
-    push(load_manifest(weighed), Hub(hub.url, HUB_TOKEN), None, cache=HashCache(None))
+    push(load_manifest(weighed), Hub(hub.url, HUB_TOKEN))
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     for name in ("quantize.py", "log.txt"):

@@ -12,12 +12,19 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from publish import __version__
 from publish.errors import EXIT_FAILED, HubpubError, scrub
+from publish.events import Emit, ignore
+
+if TYPE_CHECKING:
+    from publish.checkpoint.reportcache import ReportCache
+    from publish.commands.push import PushResult, PushSettings
+    from publish.hub.client import Hub
+    from publish.manifest.model import Manifest
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +54,7 @@ def _reports_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _load(manifest: str, allow_todo: bool = False) -> Any:
+def _load(manifest: str, allow_todo: bool = False) -> Manifest:
     from publish.manifest.model import load_manifest
 
     return load_manifest(Path(manifest), allow_todo=allow_todo)
@@ -183,61 +190,66 @@ def init(folders: tuple[Path, ...], repo_id: str | None, out: Path, force: bool,
         click.echo(f"wrote {written}; fill in the fields marked TODO (`hubpub check` works meanwhile)")
 
 
-def _hub() -> Any:
+def _hub(emit: Emit = ignore) -> Hub:
     from publish.hub.client import Hub
 
-    return Hub.from_environment()
+    return Hub.from_environment(emit=emit)
 
 
-def _hash_cache() -> Any:
-    from publish.hub.hashcache import HashCache, default_cache_location
-
-    return HashCache(default_cache_location())
-
-
-def _report_cache() -> Any:
-    from publish.checkpoint.reportcache import ReportCache
+def _report_cache() -> ReportCache:
+    from publish.checkpoint.reportcache import ReportCache, beside
     from publish.hub.hashcache import default_cache_location
 
-    return ReportCache(default_cache_location().with_name("checks.json"))
+    return ReportCache(beside(default_cache_location()))
+
+
+# -- plan and push: one settings value (PushSettings), the options they share declared once -----------------------
+
+_prune_option = click.option(
+    "--prune", is_flag=True,
+    help="Also delete remote files that are not in the variant's folder (stale weight files go either way).")
+_card_only_option = click.option(
+    "--card-only", is_flag=True,
+    help="Only the README and the shared files; the weights already on each Hub revision are checked and kept.")
+_json_option = click.option("--json", "as_json", is_flag=True,
+                            help="Print a machine-readable report (versioned, stable keys).")
+
+
+def publishing_options(command: F) -> F:
+    """The options `plan` and `push` share: --manifest, --prune, --card-only, --json and -q/-v."""
+    for option in (verbosity_options, _json_option, _card_only_option, _prune_option, manifest_option):
+        command = option(command)
+    return command
 
 
 @main.command()
-@manifest_option
 @branch_option
-@click.option("--prune", is_flag=True, help="Also plan to delete remote files that are not weights hubpub manages.")
-@click.option("--card-only", is_flag=True,
-              help="Plan a card-only push: the weights already on each Hub revision are checked and kept.")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report (versioned, stable keys).")
-@verbosity_options
+@publishing_options
 @_reports_errors
 def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, as_json: bool, verbosity: int) -> None:
-    """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing."""
-    from publish.commands.push import plan as plan_push
+    """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing.
 
-    def run(emit: Any) -> Any:
-        return plan_push(_load(manifest), _hub(), branch, cache=_hash_cache(), prune=prune, card_only=card_only,
-                         report_cache=_report_cache(), emit=emit)
+    Hashes only the files it must compare: those the Hub revision holds at the same path and size.
+    """
+    from publish.commands.push import PushSettings
+    from publish.commands.push import plan as plan_variants
 
-    _run_with_console(run, verbosity, as_json, dry_run=True)
+    settings = PushSettings(branch=branch, dry_run=True, prune=prune, card_only=card_only,
+                            cache=_hash_cache_location())
+    _publish(plan_variants, manifest, settings, verbosity, as_json)
 
 
 @main.command()
-@manifest_option
 @click.option("--branch", "-b", metavar="NAME", help="The variant to publish.")
 @click.option("--all", "all_", is_flag=True, help="Publish every variant, one commit per branch.")
 @click.option("--dry-run", is_flag=True, help="Check, render and plan; upload nothing.")
-@click.option("--card-only", is_flag=True,
-              help="Publish only the README and shared files; the weights must already be on the Hub revision.")
-@click.option("--prune", is_flag=True, help="Delete remote files that are not in the variant's folder.")
 @click.option("--message", metavar="MSG", help="The commit title (default: 'Publish <branch> with hubpub').")
 @click.option("--tag", metavar="RELEASE", help="Also tag each variant's commit on the Hub as RELEASE-<branch>.")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report (versioned, stable keys).")
-@verbosity_options
+@publishing_options
 @_reports_errors
 def push(
-    manifest: str, branch: str | None, all_: bool, dry_run: bool, card_only: bool, prune: bool,
-    message: str | None, tag: str | None, as_json: bool, verbosity: int,
+    manifest: str, branch: str | None, all_: bool, dry_run: bool, message: str | None, tag: str | None,
+    prune: bool, card_only: bool, as_json: bool, verbosity: int,
 ) -> None:
     """Check, render and publish variants, each to its own branch in one atomic, verified commit.
 
@@ -246,38 +258,42 @@ def push(
     skipped (local hashes are cached by path, size, mtime and inode), stale weight files are deleted in the same
     commit, and a concurrent push to the branch is detected, never overwritten. A variant whose folder is missing
     is an error; --card-only publishes the card of weights already on the Hub. A --tag that already names another
-    commit is refused before committing. Each step is reported as it happens.
+    commit is refused before committing. Each step is reported as it happens; failed requests are retried
+    (honouring the Hub's Retry-After) and each retry is reported.
     """
+    from publish.commands.push import PushSettings
     from publish.commands.push import push as push_variants
     from publish.errors import UsageError
 
     if bool(branch) == all_:
         raise UsageError("give exactly one of --branch NAME or --all")
-
-    def run(emit: Any) -> Any:
-        return push_variants(
-            _load(manifest), _hub(), branch, cache=_hash_cache(), dry_run=dry_run, card_only=card_only,
-            prune=prune, message=message, tag=tag, report_cache=_report_cache(), emit=emit,
-        )
-
-    _run_with_console(run, verbosity, as_json, dry_run=dry_run)
+    settings = PushSettings(branch=branch, dry_run=dry_run, prune=prune, card_only=card_only, message=message,
+                            tag=tag, cache=_hash_cache_location())
+    _publish(push_variants, manifest, settings, verbosity, as_json)
 
 
-def _run_with_console(run: Callable[[Any], Any], verbosity: int, as_json: bool, *, dry_run: bool) -> None:
+def _hash_cache_location() -> Path:
+    from publish.hub.hashcache import default_cache_location
+
+    return default_cache_location()
+
+
+def _publish(command: Callable[..., PushResult], manifest: str, settings: PushSettings, verbosity: int,
+             as_json: bool) -> None:
     """Run plan or push with events printed as they happen; with --json, print the report even on failure."""
     from publish.cli.console import Console
 
     console = Console(verbosity, as_json=as_json)
     try:
-        result = run(console)
+        result = command(_load(manifest), _hub(console), settings, emit=console)
     except HubpubError as error:
         console.close()
         if as_json:
-            click.echo(json.dumps(console.report(dry_run=dry_run, error=str(error)), indent=2))
+            click.echo(json.dumps(console.report(dry_run=settings.dry_run, error=str(error)), indent=2))
         raise
     console.close()
     if as_json:
-        click.echo(json.dumps(console.report(dry_run=dry_run), indent=2))
+        click.echo(json.dumps(console.report(dry_run=settings.dry_run), indent=2))
     elif verbosity >= 0:
         click.echo(f"hashed {result.hashed_bytes:,} bytes (the rest came from the hash cache)", err=True)
 

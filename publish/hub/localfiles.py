@@ -1,16 +1,16 @@
 """The local side of a push: every file a variant's revision must hold, each checked safe to upload.
 
-The variant's folder is walked once (tooling folders skipped); a symlink out of the folder, a file named like a
-credential, or any non-weight file holding something that looks like a Hub token is refused before any request
-but the token check. The manifest's shared files (quantize.py, log.txt) and the rendered card complete the set.
+The variant's folder is listed once (publish/util/listing.py, tooling folders skipped) and that listing is checked
+here: a symlink out of the folder, a file named like a credential, or any non-weight file holding something that
+looks like a Hub token is refused before any request but the token check. The manifest's shared files
+(quantize.py, log.txt) and the rendered card complete the set.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from publish.hub.hashcache import Digest, HashCache, digest_bytes
 from publish.hub.plan import LocalFile
 from publish.manifest.kldartifact import KLD_ARTIFACT, artifact_path
 from publish.manifest.model import Manifest, Variant
+from publish.util.listing import Listing
 
 # Never uploaded: they look like credentials. Matched against each file's name.
 SECRET_PATTERNS = (
@@ -26,8 +27,6 @@ SECRET_PATTERNS = (
     ".netrc", ".git-credentials", ".npmrc", ".pypirc", "token", "*.token", "hf_token*", ".hf_token",
     "credentials", "credentials.json", "secrets.*",
 )
-# Folders inside a checkpoint that are tooling state, not part of the model.
-SKIP_DIRS = frozenset({".git", ".cache", ".hubpub", "__pycache__", ".ipynb_checkpoints", ".huggingface"})
 SCAN_CHUNK = 4 * 1024 * 1024
 # A token split across two chunks is still found: each chunk is searched together with this much of the last one.
 SCAN_OVERLAP = 256
@@ -44,16 +43,10 @@ class FileSet:
     notes: tuple[str, ...]
 
 
-def walk(folder: Path, cache: HashCache | None = None) -> list[Path]:
-    """The folder's files, tooling folders skipped, refusing anything unsafe (`cache` remembers clean scans)."""
-    found = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-        for name in sorted(names):
-            path = Path(root) / name
-            refuse_unsafe(path, folder, cache)
-            found.append(path)
-    return found
+def refuse_unsafe_files(listing: Listing, cache: HashCache | None = None) -> None:
+    """Refuse the first unsafe file of a listed folder (`cache` remembers the files scanned clean)."""
+    for file in listing.files:
+        refuse_unsafe(file.path, listing.folder, cache)
 
 
 def refuse_unsafe(path: Path, folder: Path, cache: HashCache | None = None) -> None:
@@ -121,16 +114,15 @@ def shared_files(manifest: Manifest, cache: HashCache | None = None) -> dict[str
 
 
 def file_set(
-    manifest: Manifest, variant: Variant, card: str, walked: Sequence[Path], shared: Mapping[str, Path]
+    manifest: Manifest, variant: Variant, card: str, listing: Listing | None, shared: Mapping[str, Path]
 ) -> FileSet:
-    """The revision's files: the `walked` folder's (none when the weights are not here), the manifest's `shared`
-    files (from `shared_files`) and the card, which replace same-named files of the folder (each replacement
-    noted)."""
+    """The revision's files: the `listing` of the variant's folder (None when the weights are not here), the
+    manifest's `shared` files (from `shared_files`) and the card, which replace same-named files of the folder
+    (each replacement noted)."""
     folder = manifest.variant_path(variant).resolve()
     notes: list[str] = []
     files: dict[str, Path] = {}
-    for path in walked:
-        rel = path.relative_to(folder).as_posix()
+    for rel, path in ((f.rel, f.path) for f in (listing.files if listing is not None else ())):
         if rel == "README.md":
             notes.append(f"{folder / rel} is replaced by the rendered card")
         elif rel in shared:
