@@ -259,6 +259,7 @@ def test_render_check_sees_text_appended_after_the_provenance(project: Path) -> 
     assert done.returncode == 1 and "+Appended by hand." not in done.stdout and "-Appended by hand." in done.stdout
 
 
+@pytest.mark.slow
 def test_render_after_check_does_not_import_torch(weighed: Path, checkpoints: dict[str, Path]) -> None:
     assert hubpub("check", "--manifest", str(weighed), cwd=weighed.parent).returncode == 0
     probe = (

@@ -48,7 +48,8 @@ def client(hub: HubServer, token: str | None = HUB_TOKEN, clock: FakeClock | Non
 
 def settings(branch: str | None = None, **changes: object) -> PushSettings:
     """Push settings with the test's own hash cache."""
-    return PushSettings(branch=branch, cache=Path(os.environ["HUBPUB_CACHE"]), **changes)  # type: ignore[arg-type]
+    changes.setdefault("cache", Path(os.environ["HUBPUB_CACHE"]))
+    return PushSettings(branch=branch, **changes)  # type: ignore[arg-type]
 
 
 def run_push(manifest: Path, hub: HubServer, branch: str | None = None, **changes: object) -> PushResult:
@@ -155,6 +156,7 @@ def test_push_tag_tags_each_variant_commit(weighed: Path, hub: HubServer) -> Non
     assert set(refs) == {"v1.0.0-main", "v1.0.0-gs128"}
 
 
+@pytest.mark.slow
 def test_push_cli_prints_the_table_and_commit_url(weighed: Path, hub: HubServer) -> None:
     # End to end: the installed CLI in its own process.
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": HUB_TOKEN}
@@ -252,6 +254,7 @@ def test_a_concurrent_push_is_detected_not_overwritten(
     assert log[0] == "theirs" and len(log) == 3
 
 
+@pytest.mark.slow
 def test_a_no_op_push_of_checked_weights_does_not_import_torch(weighed: Path, hub: HubServer) -> None:
     first = hubpub_cli("push", "--manifest", str(weighed), "--all", hub=hub, cwd=weighed.parent)
     assert first.returncode == 0, first.stderr
