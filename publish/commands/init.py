@@ -37,7 +37,7 @@ def init(folders: list[Path], *, repo_id: str | None = None, out: Path, force: b
         try:
             check_repo_id(repo_id)
         except ValueError as error:
-            raise UsageError(f"--repo-id: {error}") from None
+            raise UsageError(f"--repo-id: {error}", hint=getattr(error, "hint", None)) from None
     checkpoints = [read_checkpoint(folder.resolve()) for folder in folders]
     document = manifest_document(checkpoints, repo_id=repo_id, base=out.resolve().parent)
     header = "# Written by `hubpub init`. Replace every TODO, then run `hubpub check` and `hubpub render`.\n"
