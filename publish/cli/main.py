@@ -150,7 +150,7 @@ def check(manifest: str, branch: str | None, as_json: bool, remote: bool, verbos
 
     loaded = _load(manifest, allow_todo=True)
     hub = _hub() if remote else None
-    report = check_variants(loaded, branch=branch, hub=hub, cache=_report_cache())
+    report = check_variants(loaded, branch=branch, hub=hub, cache=_report_cache(), scans=_hash_cache())
     if loaded.todos and verbosity >= 0:
         click.echo(f"warning: {len(loaded.todos)} field(s) still say TODO; render and push refuse the manifest "
                    f"until they are filled in: {', '.join(loaded.todos)}", err=True)
@@ -178,7 +178,8 @@ def init(folders: tuple[Path, ...], repo_id: str | None, out: Path, force: bool,
     """
     from publish.commands.init import init as init_manifest
 
-    written = init_manifest(list(folders), repo_id=repo_id, out=out, force=force)
+    written = init_manifest(list(folders), repo_id=repo_id, out=out, force=force,
+                            warn=lambda text: click.echo(text, err=True))
     if verbosity >= 0:
         click.echo(f"wrote {written}; fill in the fields marked TODO (`hubpub check` works meanwhile)")
 

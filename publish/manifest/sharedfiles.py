@@ -78,12 +78,20 @@ def collision_problems(manifest: Manifest, lines: dict[tuple[Any, ...], int]) ->
         for variant in manifest.variants:
             folder = manifest.variant_path(variant)
             if (folder / path).is_file() and excluded(path, manifest.excludes(variant)) is None:
-                problems.append(ManifestError(
-                    f"shared file {name!r} and {folder / path} (variant {variant.branch!r}) would both land on "
-                    f"{path!r}; one of them would silently win", file=manifest.source, line=line, field=field,
-                    hint=f"to publish the shared one, add {path!r} to the variant's `exclude:` (or to "
-                         "`files.exclude:` for every variant); to keep the checkpoint's, remove it from `files:`"))
+                problems.append(collision(manifest, name, folder / path, variant.branch, path, line, field))
     return problems
+
+
+def collision(
+    manifest: Manifest, shared: str, checkpoint_file: Path, branch: str, path: str, line: int | None = None,
+    field: str = "files",
+) -> ManifestError:
+    """A shared file and a variant's checkpoint file that would land on one repository path."""
+    return ManifestError(
+        f"shared file {shared!r} and {checkpoint_file} (variant {branch!r}) would both land on {path!r}; one of "
+        "them would silently win", file=manifest.source, line=line, field=field,
+        hint=f"to publish the shared one, add {path!r} to the variant's `exclude:` (or to `files.exclude:` for "
+             "every variant); to keep the checkpoint's, remove it from `files:`")
 
 
 def _entries(manifest: Manifest) -> Iterable[tuple[tuple[Any, ...], str]]:
@@ -107,11 +115,11 @@ def unlisted(root: Path, files: SharedFiles, manifest_name: str) -> list[str]:
         if not any(fnmatch.fnmatch(path.name, pattern) for pattern in LOOKS_SHARED):
             continue
         if path.name == WELL_KNOWN["recipe"] and files.recipe is None:
-            add = f"files: {{recipe: {path.name}}}"
+            entry = f"recipe: {path.name}"
         elif path.name == WELL_KNOWN["log"] and files.log is None:
-            add = f"files: {{log: {path.name}}}"
+            entry = f"log: {path.name}"
         else:
-            add = f"files: {{other: [{path.name}]}}"
-        warnings.append(f"warning: {path} is beside the manifest but `files:` does not list it, so no branch "
-                        f"carries it; to publish it, add `{add}` to {manifest_name}")
+            entry = f"other: [{path.name}]"
+        warnings.append(f"warning: {path} is beside {manifest_name} but not in its `files:`, so no branch carries "
+                        f"it\n  hint: to publish it, list it under `files:` as `{entry}`")
     return warnings
