@@ -13,8 +13,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from publish.errors import ManifestError
-from publish.manifest.schemaerrors import MAX_ERRORS, Located, all_errors, did_you_mean
+from publish.manifest.schemaerrors import MAX_ERRORS, Located, all_errors
 from publish.manifest.yamlsource import dotted, parse_yaml
+from publish.util.repoid import repo_id_problem
+from publish.util.suggest import did_you_mean
 
 DEFAULT_MANIFEST = "branches.yaml"
 
@@ -317,15 +319,9 @@ class Manifest(_Model):
 
 def check_repo_id(value: str) -> None:
     """A Hub model repo id: `namespace/name`, by huggingface_hub's own rules."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    if value.count("/") != 1:
-        raise ValueError(f"repo id {value!r} must be 'namespace/name', e.g. 'your-name/Model-INT8'")
-    try:
-        validate_repo_id(value)
-    except HFValidationError as error:
-        raise ValueError(str(error)) from None
+    problem = repo_id_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def check_branch_name(value: str) -> None:

@@ -3,7 +3,6 @@ dotted field, says what was found, and suggests the key that was meant. Every er
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from pydantic import BaseModel
 
 from publish.errors import ManifestError
 from publish.manifest.yamlsource import dotted, line_of
+from publish.util.suggest import closest
 
 # At most this many problems are listed in one error; the rest are counted.
 MAX_ERRORS = 20
@@ -46,7 +46,7 @@ def _useful(details: list[Any], root: type[BaseModel]) -> list[Any]:
     "too short" too; its items' errors say why, so that echo is dropped. Unknown keys come first."""
     unknown = [d for d in details if d["type"] == "extra_forbidden"]
     misspelt = {(tuple(d["loc"][:-1]), close) for d in unknown
-                for close in difflib.get_close_matches(str(d["loc"][-1]), _known_keys(tuple(d["loc"][:-1]), root), n=1)}
+                for close in closest(str(d["loc"][-1]), _known_keys(tuple(d["loc"][:-1]), root))}
     inside = {tuple(d["loc"][:n]) for d in details for n in range(len(d["loc"]))}
     rest = [d for d in details if d["type"] != "extra_forbidden"
             and not (d["type"] == "missing" and (tuple(d["loc"][:-1]), d["loc"][-1]) in misspelt)
@@ -83,7 +83,7 @@ def _hint(detail: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str | Non
     kind = detail["type"]
     if kind == "extra_forbidden":
         known = _known_keys(loc[:-1], root)
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        close = closest(str(loc[-1]), known)
         if close:
             return f"did you mean {close[0]!r}?"
         return f"allowed keys here: {', '.join(known)}" if known else "remove it"
@@ -124,8 +124,3 @@ def _walk_annotation(annotation: Any) -> Iterator[Any]:
     origin = getattr(annotation, "__origin__", None)
     if origin is not None:
         yield origin
-
-
-def did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""
