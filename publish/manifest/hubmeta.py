@@ -9,11 +9,11 @@ Pure: a dict in, a list of (field, message, hint) out.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from huggingface_hub.utils import HFValidationError, validate_repo_id
+from publish.util.repoid import repo_id_problem
+from publish.util.suggest import closest
 
 LICENSES = frozenset(
     ["apache-2.0", "mit", "openrail", "bigscience-openrail-m", "creativeml-openrail-m", "bigscience-bloom-rail-1.0", "bigcode-openrail-m", "afl-3.0", "artistic-2.0", "bsl-1.0", "bsd", "bsd-2-clause", "bsd-3-clause", "bsd-3-clause-clear", "c-uda", "cc", "cc0-1.0", "cc-by-2.0", "cc-by-2.5", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-2.0", "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-3.0", "cc-by-nc-nd-4.0", "cc-by-nc-sa-2.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0", "cdla-sharing-1.0", "cdla-permissive-1.0", "cdla-permissive-2.0", "wtfpl", "ecl-2.0", "epl-1.0", "epl-2.0", "etalab-2.0", "eupl-1.1", "eupl-1.2", "agpl-3.0", "gfdl", "gpl", "gpl-2.0", "gpl-3.0", "lgpl", "lgpl-2.1", "lgpl-3.0", "isc", "h-research", "intel-research", "lppl-1.3c", "ms-pl", "apple-ascl", "apple-amlr", "mpl-2.0", "odc-by", "odbl", "openmdw-1.0", "openrail++", "osl-3.0", "postgresql", "ofl-1.1", "ncsa", "unlicense", "zlib", "pddl", "lgpl-lr", "deepfloyd-if-license", "fair-noncommercial-research-license", "llama2", "llama3", "llama3.1", "llama3.2", "llama3.3", "llama4", "gemma", "unknown", "other"]
@@ -30,7 +30,7 @@ Problem = tuple[str, str, str | None]
 
 
 def _suggest(value: str, choices: frozenset[str] | tuple[str, ...]) -> str | None:
-    close = difflib.get_close_matches(value.lower(), sorted(choices), n=3, cutoff=0.6)
+    close = closest(value.lower(), sorted(choices), n=3, cutoff=0.6)
     return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else None
 
 
@@ -60,12 +60,10 @@ def _check_base_model(meta: Mapping[str, Any]) -> list[Problem]:
     base = meta.get("base_model")
     bases = base if isinstance(base, list) else [base] if base is not None else []
     for entry in bases:
-        try:
-            if not isinstance(entry, str) or "/" not in entry:
-                raise HFValidationError("expected 'namespace/name'")
-            validate_repo_id(entry)
-        except HFValidationError as error:
-            problems.append(("base_model", f"{entry!r} is not a Hub model id (namespace/name): {error}",
+        why = "expected 'namespace/name'" if not isinstance(entry, str) or "/" not in entry else repo_id_problem(
+            entry, namespaced=False)
+        if why is not None:
+            problems.append(("base_model", f"{entry!r} is not a Hub model id (namespace/name): {why}",
                              "give the id from the base model's Hub page, e.g. Qwen/Qwen3.6-27B"))
     relation = meta.get("base_model_relation")
     if relation is not None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from publish.errors import DumpError, FactMismatch
 from publish.manifest.model import Evaluation, Kld, KldMetrics, Manifest
+from publish.util.safetensors_header import HeaderError, raw_header
 
 ARTIFACT_VERSION = 1
 # The artifact's name on the evaluated branch; the card links to it.
@@ -136,11 +136,11 @@ def weights_sha256(folder: Path) -> str | None:
     shards = sorted(folder.glob("*.safetensors"))
     if len(shards) != 1:
         return None
-    with open(shards[0], "rb") as handle:
-        size = handle.read(8)
-        if len(size) < 8:
-            return None
-        return hashlib.sha256(size + handle.read(struct.unpack("<Q", size)[0])).hexdigest()
+    try:
+        with open(shards[0], "rb") as handle:
+            return hashlib.sha256(raw_header(handle)).hexdigest()
+    except (OSError, HeaderError):
+        return None
 
 
 def differences(kld: Kld, artifact: KldArtifact) -> list[Problem]:

@@ -13,7 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from publish.errors import ManifestError
-from publish.manifest.schemaerrors import Hinted, Located, did_you_mean, suggestion
+from publish.manifest.schemaerrors import Hinted, Located, suggestion
+from publish.util.repoid import repo_id_problem
+from publish.util.suggest import did_you_mean
 
 DEFAULT_MANIFEST = "branches.yaml"
 
@@ -357,16 +359,9 @@ class Manifest(_Model):
 
 def check_repo_id(value: str) -> None:
     """A Hub model repo id: `namespace/name`, by huggingface_hub's own rules."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    example = "e.g. 'your-name/Model-INT8': letters, digits, '-', '_' and '.'"
-    if value.count("/") != 1:
-        raise Hinted(f"repo id {value!r} is not 'namespace/name'", example)
-    try:
-        validate_repo_id(value)
-    except HFValidationError as error:
-        raise Hinted(str(error), example) from None
+    problem = repo_id_problem(value)
+    if problem is not None:
+        raise Hinted(problem, "e.g. 'your-name/Model-INT8': letters, digits, '-', '_' and '.'")
 
 
 def check_branch_name(value: str) -> None:

@@ -3,7 +3,6 @@ dotted field, says what was found, and has its own hint (the key that was meant,
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from pydantic import BaseModel
 
 from publish.errors import ManifestError
 from publish.manifest.yamlsource import dotted, line_of
+from publish.util.suggest import closest
 
 
 class Hinted(ValueError):
@@ -43,7 +43,7 @@ def _useful(details: list[Any], root: type[BaseModel]) -> list[Any]:
     "too short" too; its items' errors say why, so that echo is dropped."""
     unknown = [d for d in details if d["type"] == "extra_forbidden"]
     misspelt = {(tuple(d["loc"][:-1]), close) for d in unknown
-                for close in difflib.get_close_matches(str(d["loc"][-1]), _known_keys(tuple(d["loc"][:-1]), root), n=1)}
+                for close in closest(str(d["loc"][-1]), _known_keys(tuple(d["loc"][:-1]), root))}
     inside = {tuple(d["loc"][:n]) for d in details for n in range(len(d["loc"]))}
     return [d for d in details
             if not (d["type"] == "missing" and (tuple(d["loc"][:-1]), d["loc"][-1]) in misspelt)
@@ -81,7 +81,7 @@ def _hint(detail: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str | Non
     kind = detail["type"]
     if kind == "extra_forbidden":
         known = _known_keys(loc[:-1], root)
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        close = closest(str(loc[-1]), known)
         if close:
             return f"did you mean {close[0]!r}?"
         return f"allowed keys here: {', '.join(known)}" if known else "remove it"
@@ -124,13 +124,7 @@ def _walk_annotation(annotation: Any) -> Iterator[Any]:
         yield origin
 
 
-def did_you_mean(word: str, choices: Any) -> str:
-    """"; did you mean 'x'?" to end a message with, or nothing when no choice is close."""
-    hint = suggestion(word, choices)
-    return f"; {hint}" if hint else ""
-
-
 def suggestion(word: str, choices: Any) -> str | None:
-    """"did you mean 'x'?" as a hint, or None when no choice is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    """"did you mean 'x'?" as a hint beneath an error, or None when no choice is close."""
+    close = closest(word, choices, cutoff=0.5)
     return f"did you mean {close[0]!r}?" if close else None
