@@ -236,7 +236,7 @@ def test_every_pass_reports_in_one_run(project: Path) -> None:
         ("pipeline_tag", "pipeline_tag: text-generaton", "did you mean 'text-generation'"),
         ("files.log", "log: logs.txt", "paths in `files:` are relative to the manifest"),
         ("variants[1].branch", "- branch: gs 128", "give a plain branch name such as 'gs128'"),
-        ("variants[1].gpu", "gpu: 'TODO", "replace it with the real value"),
+        ("variants[1].gpu", "gpu: 'TODO", "replace the TODO with the real value"),
     ]
     lines = done.stderr.splitlines()
     assert lines[0] == f"error: branches.yaml: {len(expected)} problems, in line order:"

@@ -48,7 +48,9 @@ def init(
     checkpoints = [read_checkpoint(folder.resolve()) for folder in folders]
     document = manifest_document(checkpoints, repo_id=repo_id, base=out.resolve().parent)
     header = "# Written by `hubpub init`. Replace every TODO, then run `hubpub check` and `hubpub render`.\n"
-    atomic_write(out, header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120))
+    # Flow style for short lists and mappings (`unquantized: [visual, mtp]`), as a person writes a manifest.
+    atomic_write(out, header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120,
+                                              default_flow_style=None))
     for warning in unlisted(out.parent, SharedFiles(**document.get("files", {})), out.name):
         if warn is not None:
             warn(warning)

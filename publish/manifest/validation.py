@@ -110,7 +110,7 @@ def _metadata(data: dict[str, Any], skip: set[Any], source: Path, lines: dict[tu
 def _todo_problem(todo: Todo, source: Path) -> ManifestError:
     loc, line, value = todo
     return ManifestError(f"still says {value!r}", file=source, line=line, field=dotted(loc),
-                         hint="replace it with the real value (`hubpub check` runs meanwhile; render and push do not)")
+                         hint="replace the TODO with the real value")
 
 
 def _stand_in(detail: Any) -> Any:
