@@ -10,6 +10,8 @@ from publish.errors import UnsafeFileError
 from publish.hub import localfiles
 from publish.hub.localfiles import contains_token, is_weight_file, refuse_unsafe
 
+from .hubserver import HubServer
+
 TOKEN = "hf_" + "Leaked" * 5 + "0123456789"  # built from parts: no token-shaped string is committed
 
 
@@ -105,3 +107,20 @@ def test_a_token_in_a_binary_file_is_placed_by_byte_offset(tmp_path: Path) -> No
         refuse_unsafe(blob, tmp_path)
     assert str(caught.value).startswith(f"{blob} (at byte offset 2,100): contains something that looks like a")
     assert TOKEN not in str(caught.value)
+
+
+def test_push_names_the_line_of_a_token_in_a_5_mb_log(weighed: Path, hub: HubServer) -> None:
+    from .test_push import commits, hubpub_cli, uploads
+
+    log = weighed.parent / "log.txt"
+    log.write_text("step ok, loss 0.1234\n" * 250_000 + f"HF_TOKEN={TOKEN}\n" + "done\n")
+    assert log.stat().st_size > 5_000_000
+    done = hubpub_cli("push", "--manifest", str(weighed), "--branch", "main", hub=hub, cwd=weighed.parent)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-2:] == [
+        (f"error: {log.resolve()}:250001: contains something that looks like a Hugging Face token; hubpub never "
+        "uploads it"),
+        ("  hint: remove the token from the file (and revoke it if it was ever shared), or list the file in the "
+        "variant's `exclude:`"),
+    ]
+    assert TOKEN not in done.stdout + done.stderr and not uploads(hub) and not commits(hub)
