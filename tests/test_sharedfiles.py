@@ -16,16 +16,10 @@ from publish.manifest.sharedfiles import excluded
 
 from .conftest import hubpub
 from .hubserver import HubServer
+from .test_publishing import edit
 from .test_push import hubpub_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
-
-
-def edit(manifest: Path, change: object) -> Path:
-    data = yaml.safe_load(manifest.read_text())
-    change(data)  # type: ignore[operator]
-    manifest.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    return manifest
 
 
 def line_of(path: Path, needle: str) -> int:
