@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx2
 import pytest
 
-from publish.events import Event, Retrying
+from publish.events import Event, Retrying, ignore, retries_to
 from publish.util.retry import Retrier, RetriesExhausted, RetryingClient, RetryPolicy, asked_wait
 
 from .test_push import FakeClock
@@ -37,7 +37,7 @@ def answers(*replies: int | tuple[int, dict[str, str]] | Exception) -> tuple[lis
 def client(transport: httpx2.MockTransport, clock: FakeClock, events: list[Event] | None = None,
            policy: RetryPolicy | None = None) -> RetryingClient:
     retrier = Retrier(policy or RetryPolicy(jitter=0), sleep=clock.sleep, clock=clock,
-                      emit=(events.append if events is not None else lambda _: None))
+                      announce=retries_to(events.append if events is not None else ignore))
     return RetryingClient(transport=transport, retrier=retrier, what="upload a file")
 
 

@@ -15,9 +15,10 @@ from typing import Any
 from publish import __version__
 from publish.errors import DumpError, UsageError
 from publish.eval.backends import Progress
-from publish.eval.dumps import Dump, DumpInfo, assemble, file_sha256, make_windows, partial_folder
+from publish.eval.dumps import Dump, DumpInfo, assemble, make_windows, partial_folder
 from publish.manifest.kldartifact import weights_sha256
 from publish.manifest.model import Manifest
+from publish.util.hashing import sha256_file
 
 # Rows × K elements scored at once: bounds memory (a few hundred MB at most) whatever the dump's size.
 CHUNK_ELEMENTS = 2_000_000
@@ -112,7 +113,7 @@ def dump(
     # A finished dump of the same model, text and K is kept, before paying for loading the model.
     finished = _finished_dump(out, info, windows)
     if finished is not None:
-        return DumpResult(out, file_sha256(out), finished, reused=True)
+        return DumpResult(out, sha256_file(out), finished, reused=True)
     backend: Any
     if server is not None:
         loaded_tokenizer = loaded_tokenizer or eb.load_tokenizer(tokenizer_name)
@@ -210,7 +211,7 @@ def _identity(dump: Dump) -> dict[str, Any]:
     info = dump.info
     return {"model": info.model, "revision": info.revision, "weights_sha256": info.weights_sha256,
             "backend": info.backend, "top_k": dump.top_k, "tokenizer_sha256": info.tokenizer_sha256,
-            "dump_sha256": file_sha256(dump.path)}
+            "dump_sha256": sha256_file(dump.path)}
 
 
 def _check_comparable(ref: Dump, var: Dump) -> None:

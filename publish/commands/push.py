@@ -40,13 +40,14 @@ from publish.events import (
 )
 from publish.hub.client import Commit, Hub
 from publish.hub.hashcache import HashCache, Prefetch
-from publish.hub.localfiles import file_set, refuse_unsafe_files, shared_files, unhashed, with_digest
+from publish.hub.localfiles import file_set, kept, refuse_unsafe_files, shared_files, unhashed, with_digest
 from publish.hub.plan import LocalFile, Plan, make_plan, needs_digest
 from publish.hub.state import RemoteRepo, RemoteState
 from publish.hub.upload import upload_ahead
 from publish.hub.verify import verify
 from publish.manifest.kldartifact import resolve as resolve_kld
 from publish.manifest.model import Manifest, Variant
+from publish.manifest.sharedfiles import unlisted
 from publish.util.listing import Listing, list_folder
 
 
@@ -109,22 +110,25 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
     is created or uploaded before the checks pass.
     """
     variants = manifest.select(settings.branch)
+    for warning in unlisted(manifest.root, manifest.files, manifest.source.name):
+        emit(Note(None, warning))
     manifest = resolve_kld(manifest)  # the card's KLD figures come from kld.json, when the manifest names one
     cache = settings.hash_cache()
     if not settings.dry_run:
         emit(Authenticated(hub.require_write_token(), hub.endpoint))
     if not settings.card_only:
         _require_folders(manifest, variants)
-    # Listed once: unsafe files are refused before any request but the token check, and the same listing is what
-    # the checks read and what is hashed and uploaded.
+    # Listed once: the checks read the whole listing; the files `exclude:` keeps are refused if unsafe before any
+    # request but the token check, and are what is hashed and uploaded.
     listings = {} if settings.card_only else {
         v.branch: list_folder(manifest.variant_path(v).resolve()) for v in variants}
-    for listing in listings.values():
+    uploads = {v.branch: kept(listings[v.branch], manifest.excludes(v)) for v in variants if v.branch in listings}
+    for listing, _ in uploads.values():
         refuse_unsafe_files(listing, cache)
     shared = shared_files(manifest, cache)
     hashing = cache.prefetch(progress=_hash_progress(emit))
     if not settings.dry_run:  # a push needs every digest: hashing runs during the checks and the uploads
-        hashing.add([*(f.path for listing in listings.values() for f in listing.files), *shared.values()])
+        hashing.add([*(f.path for listing, _ in uploads.values() for f in listing.files), *shared.values()])
     try:
         report = _checked(manifest, variants, hub, settings, listings)
         emit(Checked(report.summary()))
@@ -135,7 +139,8 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
         results = []
         for variant in variants:
             card = render_card(manifest, variant, env=env, facts=facts, provenance=provenance)
-            files = file_set(manifest, variant, card, listings.get(variant.branch), shared)
+            folder, left_out = uploads.get(variant.branch, (None, []))
+            files = file_set(manifest, variant, card, folder, left_out, shared)
             notes = files.notes
             if settings.card_only:
                 notes = ("card-only: the weights on the Hub revision were checked and are left as they are", *notes)

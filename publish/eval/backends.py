@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from publish.errors import DumpError, EvalError
 from publish.eval.dumps import DumpInfo, WindowLogprobs, partial_done, write_partial
+from publish.util.modelconfig import text_setting
 
 Progress = Callable[[int, int], None]
 ComputeWindow = Callable[[npt.NDArray[np.int64]], WindowLogprobs]
@@ -89,7 +90,7 @@ def vocab_size(model: str, tokenizer: Any) -> int:
     path = Path(model) / "config.json"
     if path.is_file():
         config = json.loads(path.read_text(encoding="utf-8"))
-        size = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+        size = text_setting(config, "vocab_size")
         if size:
             return int(size)
     else:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from publish.errors import AuthError, ConcurrentPushError, HubError, scrub
-from publish.events import Emit, ignore
+from publish.events import Emit, ignore, retries_to
 from publish.hub.failures import hub_errors, retryable, status_of
 from publish.hub.plan import LocalFile, RemoteFile
 from publish.hub.state import RemoteRepo, RemoteState
@@ -63,7 +63,7 @@ class Hub:
         self.endpoint = (endpoint or "https://huggingface.co").rstrip("/")
         self._token = token
         self._api = HfApi(endpoint=self.endpoint, token=token or False)
-        self._retrier = Retrier(policy or RetryPolicy(), sleep=sleep, clock=clock, emit=emit)
+        self._retrier = Retrier(policy or RetryPolicy(), sleep=sleep, clock=clock, announce=retries_to(emit))
         self._operations: dict[tuple[str, str, str], CommitOperationAdd] = {}
         self._lock = threading.Lock()  # uploads run in a few threads
 

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from publish.util.atomic import atomic_write
-from publish.util.listing import stamp
+from publish.util.hashing import chunks, stamp
+from publish.util.jsonstore import JsonStore
 
-CHUNK = 8 * 1024 * 1024
 # The Hub stores files up to 10 MiB as regular git blobs unless .gitattributes routes them to LFS.
 REGULAR_LIMIT = 10 * 1024 * 1024
 HASH_CACHE_VERSION = 1
@@ -52,11 +51,10 @@ def digest_file(path: Path) -> Digest:
     size = path.stat().st_size
     sha256 = hashlib.sha256()
     sha1 = hashlib.sha1(b"blob %d\0" % size) if size <= REGULAR_LIMIT else None
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            sha256.update(chunk)
-            if sha1 is not None:
-                sha1.update(chunk)
+    for chunk in chunks(path):
+        sha256.update(chunk)
+        if sha1 is not None:
+            sha1.update(chunk)
     return Digest(size, sha256.hexdigest(), sha1.hexdigest() if sha1 else None)
 
 
@@ -65,13 +63,13 @@ class HashCache:
 
     def __init__(self, location: Path | None) -> None:
         self.location = location
+        self._store = JsonStore(location, HASH_CACHE_VERSION)
         self.hashed_bytes = 0  # bytes actually read this run: 0 on a warm cache
         self._entries: dict[str, list[Any]] = {}
         self._clean: dict[str, list[int]] = {}  # files scanned and found free of tokens, by the same identity
         self._dirty = False
         self._lock = threading.Lock()
-        if location is not None:
-            self._load(location)
+        self._load()
 
     @property
     def journal(self) -> Path | None:
@@ -112,8 +110,7 @@ class HashCache:
         if self.location is None or not self._dirty:
             return
         with self._lock:
-            atomic_write(self.location, json.dumps({"version": HASH_CACHE_VERSION, "entries": self._entries,
-                                                    "clean": self._clean}))
+            self._store.save({"entries": self._entries, "clean": self._clean})
             if self.journal is not None:
                 self.journal.unlink(missing_ok=True)
             self._dirty = False
@@ -130,14 +127,12 @@ class HashCache:
         except OSError:
             pass  # a cache that cannot be written only costs a re-hash next time
 
-    def _load(self, location: Path) -> None:
-        try:
-            data = json.loads(location.read_text(encoding="utf-8")) if location.is_file() else {}
-            if data.get("version") == HASH_CACHE_VERSION:
-                self._entries = dict(data["entries"])
-                self._clean = dict(data.get("clean") or {})
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            self._entries, self._clean = {}, {}  # a corrupt cache only costs a re-hash
+    def _load(self) -> None:
+        """The cache file (what cannot be read costs only a re-hash), then the journal of later digests."""
+        data = self._store.load()
+        if isinstance(data.get("entries"), dict) and isinstance(data.get("clean") or {}, dict):
+            self._entries = dict(data["entries"])
+            self._clean = dict(data.get("clean") or {})
         journal = self.journal
         if journal is None or not journal.is_file():
             return

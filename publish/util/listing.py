@@ -27,6 +27,7 @@ class ListedFile:
 
     @property
     def stamp(self) -> list[int]:
+        """As util.hashing.stamp reads it: what a cached fact about the file must not see change."""
         return [self.size, self.mtime_ns, self.inode]
 
 
@@ -38,12 +39,6 @@ class Listing:
     def sizes(self) -> dict[str, int]:
         """Relative path → size, in listing order."""
         return {f.rel: f.size for f in self.files}
-
-
-def stamp(path: Path) -> list[int]:
-    """What must not change for a cached fact about a file to stay true: size, mtime (ns), inode."""
-    stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
 
 
 def list_folder(folder: Path) -> Listing:

@@ -8,8 +8,8 @@ otherwise the wait doubles from `backoff`. Two things `http_backoff` cannot do a
 
 - a wait the server asked for holds *every* request to that host, not only the refused one: concurrent uploads
   pause too, instead of asking again at once;
-- each wait is announced as a `Retrying` event, and the clock and the sleep are injectable, so tests wait for
-  nothing.
+- each wait is announced (a `RetryNotice`, which publish/events.py turns into a `Retrying` event), and the clock
+  and the sleep are injectable, so tests wait for nothing.
 
 `RetryingClient` is an httpx2 client that applies a `Retrier` to what it sends. The Hub client installs one as
 huggingface_hub's session, so the requests huggingface_hub makes inside one hubpub call (preupload, LFS batch, the
@@ -32,8 +32,6 @@ from typing import IO, Any
 
 import httpx2
 
-from publish.events import Emit, Retrying, ignore
-
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_ERRORS = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)
 
@@ -48,6 +46,21 @@ class RetriesExhausted(httpx2.HTTPError):
         self.response = response
         self.attempts = attempts
         self.asked = asked  # the wait the server asked for, when it was longer than the policy waits
+
+
+@dataclass(frozen=True)
+class RetryNotice:
+    """A wait about to happen: what was being done, why it failed, how long, which retry of how many."""
+
+    what: str
+    reason: str
+    wait: float
+    attempt: int
+    attempts: int
+
+
+def quiet(notice: RetryNotice) -> None:
+    """The default `announce`: nobody is told."""
 
 
 @dataclass(frozen=True)
@@ -118,13 +131,13 @@ def always(request: httpx2.Request) -> bool:
 
 @dataclass
 class Retrier:
-    """A RetryPolicy at work: it waits (through `sleep`, measured on `clock`), announces each wait through `emit`,
-    and holds requests to a host that asked for a pause until the pause is over."""
+    """A RetryPolicy at work: it waits (through `sleep`, measured on `clock`), tells `announce` about each wait
+    first, and holds requests to a host that asked for a pause until the pause is over."""
 
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
-    emit: Emit = ignore
+    announce: Callable[[RetryNotice], None] = quiet
     draw: Callable[[], float] = random.random
     _paused_until: dict[str, float] = field(default_factory=dict)  # host -> clock time
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -165,7 +178,7 @@ class Retrier:
             with self._lock:
                 until = self.clock() + asked
                 self._paused_until[host] = max(self._paused_until.get(host, 0.0), until)
-        self.emit(Retrying(what, reason, wait, attempt, self.policy.retries))
+        self.announce(RetryNotice(what, reason, wait, attempt, self.policy.retries))
         self.sleep(wait)
 
     def send(self, send: Callable[[], httpx2.Response], request: httpx2.Request, scope: Scope) -> httpx2.Response:
