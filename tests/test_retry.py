@@ -4,7 +4,10 @@ wait is, that a pause the server asks for holds every request to it, and that no
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx2
 import pytest
@@ -169,3 +172,56 @@ def test_backoff_waits_are_capped_and_spread() -> None:
     waits: Callable[[float], list[float]] = lambda draw: [policy.backoff_wait(a, draw) for a in range(1, 8)]
     assert waits(0.0) == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
     assert waits(0.999)[-1] < 30.0 * 1.25 and waits(0.5)[0] == 1.125
+
+
+# -- the evaluation server follows the same policy ------------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_completions_server() -> Iterator[str]:
+    """An OpenAI-compatible completions endpoint that first answers 429 with Retry-After: 3, then a valid answer
+    for the prompt [5, 6] with K = 2."""
+    answer = {"choices": [{
+        "prompt_logprobs": [None, {"6": {"logprob": -0.1}, "1": {"logprob": -2.5}}],
+        "logprobs": {"top_logprobs": [{"token_id:1": -0.5, "token_id:2": -1.0}]},
+    }]}
+    replies = [(429, {"Retry-After": "3"}, {"error": "slow down"}), (200, {}, answer)]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            status, headers, body = replies.pop(0)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            for name, value in {**headers, "Content-Type": "application/json"}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_evaluation_server_is_retried_by_the_same_policy(busy_completions_server: str) -> None:
+    import numpy as np
+
+    from publish.eval.backends import ServerBackend
+
+    clock, events = FakeClock(), []
+    backend = ServerBackend(busy_completions_server, "m", top_k=2, vocab_size=8, sleep=clock.sleep,
+                            emit=events.append)
+    try:
+        window = backend(np.array([5, 6], dtype=np.int64))
+    finally:
+        backend.close()
+    assert window.topk_ids[-1].tolist() == [1, 2] and clock.sleeps == [3.0]
+    assert [(type(e).__name__, e.wait) for e in events if isinstance(e, Retrying)] == [("Retrying", 3.0)]
+    assert "429 from 127.0.0.1" in events[0].text()
