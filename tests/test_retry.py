@@ -216,7 +216,7 @@ def test_the_evaluation_server_is_retried_by_the_same_policy(busy_completions_se
     from publish.eval.backends import ServerBackend
 
     clock, events = FakeClock(), []
-    backend = ServerBackend(busy_completions_server, "m", top_k=2, vocab_size=8, sleep=clock.sleep,
+    backend = ServerBackend(busy_completions_server, "m", top_k=2, vocab_size=8, sleep=clock.sleep, clock=clock,
                             emit=events.append)
     try:
         window = backend(np.array([5, 6], dtype=np.int64))
