@@ -216,7 +216,7 @@ def test_the_evaluation_server_is_retried_by_the_same_policy(busy_completions_se
     from publish.eval.backends import ServerBackend
 
     clock, events = FakeClock(), []
-    backend = ServerBackend(busy_completions_server, "m", top_k=2, vocab_size=8, sleep=clock.sleep, clock=clock,
+    backend = ServerBackend(busy_completions_server, "m", top_k=2, vocab_size=8, sleep=clock.sleep,
                             emit=events.append)
     try:
         window = backend(np.array([5, 6], dtype=np.int64))
@@ -225,3 +225,11 @@ def test_the_evaluation_server_is_retried_by_the_same_policy(busy_completions_se
     assert window.topk_ids[-1].tolist() == [1, 2] and clock.sleeps == [3.0]
     assert [(type(e).__name__, e.wait) for e in events if isinstance(e, Retrying)] == [("Retrying", 3.0)]
     assert "429 from 127.0.0.1" in events[0].text()
+
+
+def test_an_injected_sleep_alone_waits_each_pause_once() -> None:
+    slept: list[float] = []
+    retrier = Retrier(RetryPolicy(), sleep=slept.append)  # the clock is the real one: no time passes in `sleep`
+    retrier.pause("upload a", 1, "hub.test", "429 from hub.test", response(429, **{"Retry-After": "4"}))
+    retrier.hold("hub.test")  # the retry of the same request
+    assert slept == [4.0]

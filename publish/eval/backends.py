@@ -148,8 +148,7 @@ class ServerBackend:
     """
 
     def __init__(self, url: str, served_model: str, top_k: int, vocab_size: int, *, attempts: int = 6,
-                 timeout: float = 600.0, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, emit: Emit = ignore) -> None:
+                 timeout: float = 600.0, sleep: Callable[[float], None] = time.sleep, emit: Emit = ignore) -> None:
         from publish.util.retry import Retrier, RetryingClient, RetryPolicy
 
         base = url.rstrip("/")
@@ -159,7 +158,7 @@ class ServerBackend:
         self.top_k = min(top_k, vocab_size)
         self.vocab_size = vocab_size
         self.attempts = attempts
-        retrier = Retrier(RetryPolicy(retries=attempts - 1), sleep=sleep, clock=clock, announce=retries_to(emit))
+        retrier = Retrier(RetryPolicy(retries=attempts - 1), sleep=sleep, announce=retries_to(emit))
         self._client = RetryingClient(timeout=timeout, retrier=retrier, what=f"ask {self.url} for log-probs")
 
     def close(self) -> None:

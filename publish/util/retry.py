@@ -142,6 +142,13 @@ class Retrier:
     _paused_until: dict[str, float] = field(default_factory=dict)  # host -> clock time
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __post_init__(self) -> None:
+        if self.sleep is not time.sleep and self.clock is time.monotonic:
+            # An injected sleep lets no real time pass: measure pauses by what was slept, or each would be waited
+            # again in full when the request is retried.
+            slept = _SleptTime(self.sleep)
+            self.sleep, self.clock = slept.sleep, slept
+
     @contextmanager
     def scope(self, what: str, replay: Callable[[httpx2.Request], bool] = always) -> Iterator[Scope]:
         """Requests sent by a RetryingClient inside this block, in this thread or in huggingface_hub's worker
@@ -209,6 +216,21 @@ class Retrier:
             assert rewind is not None
             rewind()
         raise AssertionError("unreachable")
+
+
+class _SleptTime:
+    """A clock that moves only by what `sleep` was asked to sleep."""
+
+    def __init__(self, sleep: Callable[[float], None]) -> None:
+        self._sleep, self._now, self._lock = sleep, 0.0, threading.Lock()
+
+    def __call__(self) -> float:
+        return self._now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self._now += max(0.0, seconds)
+        self._sleep(seconds)
 
 
 def _rewinder(request: httpx2.Request) -> Callable[[], None] | None:
