@@ -168,6 +168,17 @@ def test_push_cli_prints_the_table_and_commit_url(weighed: Path, hub: HubServer)
     assert "gs128: unchanged; no commit made" in again.stdout
 
 
+def test_plan_and_push_share_their_options(tmp_path: Path) -> None:
+    def options(command: str) -> dict[str, str]:
+        text = hubpub(command, "--help", cwd=tmp_path).stdout
+        return {line.split()[0]: " ".join(line.split()) for line in text.splitlines()
+                if line.strip().startswith(("--prune", "--card-only", "--json", "-m,", "-q,", "-v,"))}
+
+    shared = options("plan")
+    assert set(shared) == {"--prune", "--card-only", "--json", "-m,", "-q,", "-v,"}
+    assert {k: v for k, v in options("push").items() if k in shared} == shared
+
+
 def test_commit_description_carries_provenance_and_checks(weighed: Path, hub: HubServer) -> None:
     run_push(weighed, hub, "main")
     message = git.Repo(hub.git_path(REPO)).git.log("-1", "--format=%B", "main")
