@@ -7,9 +7,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from publish.errors import HubError
 from publish.events import Event, Progress, Retrying
 from publish.manifest.model import load_manifest
 
+from .cannedserver import serving
 from .conftest import HUB_TOKEN, hubpub, point_manifest
 from .hubserver import HubServer
 from .test_push import REPO, client, commits, hubpub_cli, run_push, settings, uploads
@@ -200,25 +199,8 @@ def test_a_persistent_500_reads_as_one_paragraph(weighed: Path, hub: HubServer) 
 @pytest.fixture
 def not_a_hub() -> Iterator[str]:
     """A web server on 127.0.0.1 that answers every request with an HTML page."""
-
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"<html><body>hello</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(lambda method, path: (200, {"Content-Type": "text/html"}, b"<html><body>hello</body></html>")) as url:
+        yield url
 
 
 def test_an_endpoint_that_is_not_a_hub_is_named_with_a_hint(weighed: Path, not_a_hub: str) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx2
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from publish.events import Event, Retrying, ignore, retries_to
 from publish.util.retry import Retrier, RetriesExhausted, RetryingClient, RetryPolicy, asked_wait
 
+from .cannedserver import serving
 from .test_push import FakeClock
 
 URL = "http://hub.test/api/models/o/m/preupload/main"
@@ -187,27 +186,12 @@ def busy_completions_server() -> Iterator[str]:
     }]}
     replies = [(429, {"Retry-After": "3"}, {"error": "slow down"}), (200, {}, answer)]
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            status, headers, body = replies.pop(0)
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            for name, value in {**headers, "Content-Type": "application/json"}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def reply(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        status, headers, body = replies.pop(0)
+        return status, {**headers, "Content-Type": "application/json"}, json.dumps(body).encode()
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serving(reply) as url:
+        yield f"{url}/v1"
 
 
 def test_the_evaluation_server_is_retried_by_the_same_policy(busy_completions_server: str) -> None:
