@@ -151,6 +151,14 @@ def test_a_landed_commit_is_reported_when_a_later_variant_fails(weighed: Path, h
     assert "cannot commit" in done.stderr and "gs128" in done.stderr
 
 
+def test_a_failed_upload_of_a_later_variant_leaves_the_earlier_commit_standing(weighed: Path, hub: HubServer) -> None:
+    hub.inject("POST", r"/preupload/gs128$", status=422, times=1)  # both variants upload at once; gs128's fails
+    done = hubpub_cli("push", "--manifest", str(weighed), "--all", hub=hub, cwd=weighed.parent)
+    assert done.returncode == 1 and "cannot upload" in done.stderr and "gs128" in done.stderr
+    assert f"main: committed {hub.url}/{REPO}/commit/" in done.stdout
+    assert hub.commit_count(REPO, "main") == 2 and hub.commit_count(REPO, "gs128") == 1
+
+
 def test_retries_are_reported_as_they_happen(weighed: Path, hub: HubServer) -> None:
     events: list[Event] = []
     hub.inject("GET", rf"^/api/models/{REPO}/refs", status=503, times=2)

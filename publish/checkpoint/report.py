@@ -21,6 +21,7 @@ from publish.util.listing import Listing, list_folder
 if TYPE_CHECKING:
     from publish.checkpoint.model import Checkpoint
     from publish.hub.client import Hub
+    from publish.hub.state import RemoteState
 
 REPORT_VERSION = 1
 LOCAL, REMOTE, MISSING = "local", "remote", "missing"
@@ -93,16 +94,19 @@ class Report:
 def examine(
     manifest: Manifest, variants: tuple[Variant, ...], *, hub: Hub | None = None, cache: ReportCache | None = None,
     reuse: bool = False, remote: bool = False, listings: Mapping[str, Listing] | None = None,
+    remote_states: Mapping[str, RemoteState] | None = None,
 ) -> Report:
     """Examine each variant. With `hub`, a variant whose folder is absent (every variant, with `remote`) is
     examined on its Hub revision.
 
     With `cache`, local reports are recorded; with `reuse` too, a report recorded for the same hubpub version,
     manifest entry and unchanged files is returned without reading the checkpoint again. `listings` (by branch)
-    are the variants' folders as the caller listed them; a folder not in it is listed here.
+    are the variants' folders as the caller listed them, and `remote_states` (by branch) their Hub revisions as the
+    caller read them; what is not in them is read here.
     """
     reports = tuple(examine_variant(manifest, v, hub=hub, cache=cache, reuse=reuse, remote=remote,
-                                    listing=(listings or {}).get(v.branch)) for v in variants)
+                                    listing=(listings or {}).get(v.branch),
+                                    remote_state=(remote_states or {}).get(v.branch)) for v in variants)
     if cache is not None:
         cache.save()
     return Report(reports)
@@ -111,6 +115,7 @@ def examine(
 def examine_variant(
     manifest: Manifest, variant: Variant, *, hub: Hub | None = None, cache: ReportCache | None = None,
     reuse: bool = False, remote: bool = False, listing: Listing | None = None,
+    remote_state: RemoteState | None = None,
 ) -> VariantReport:
     folder = manifest.variant_path(variant)
     if folder.is_dir() and not (remote and hub is not None):
@@ -128,7 +133,7 @@ def examine_variant(
     if hub is not None:
         from publish.checkpoint.remote import read_remote_checkpoint
 
-        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch)
+        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch, remote_state)
         if checkpoint is None or not checkpoint.shards:
             return missing(variant, f"{hub.endpoint}/{manifest.repo_id}/tree/{variant.branch}",
                            "the Hub revision holds no weights", "push the weights first")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from publish import __version__
@@ -43,7 +43,7 @@ from publish.hub.hashcache import HashCache, Prefetch
 from publish.hub.localfiles import file_set, kept, refuse_unsafe_files, shared_files, unhashed, with_digest
 from publish.hub.plan import LocalFile, Plan, make_plan, needs_digest
 from publish.hub.state import RemoteRepo, RemoteState
-from publish.hub.upload import upload_ahead
+from publish.hub.upload import Uploads
 from publish.hub.verify import verify
 from publish.manifest.kldartifact import resolve as resolve_kld
 from publish.manifest.model import Manifest, Variant
@@ -129,14 +129,14 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
     hashing = cache.prefetch(progress=_hash_progress(emit))
     if not settings.dry_run:  # a push needs every digest: hashing runs during the checks and the uploads
         hashing.add([*(f.path for listing, _ in uploads.values() for f in listing.files), *shared.values()])
+    remote = RemoteRepo(hub, manifest.repo_id)
     try:
-        report = _checked(manifest, variants, hub, settings, listings)
+        report = _checked(manifest, variants, hub, settings, listings, remote)
         emit(Checked(report.summary()))
         facts = agreed_facts(manifest, report.facts())
         env = make_environment(manifest.root / "templates")
         provenance = read_provenance(manifest.root)
-        remote = RemoteRepo(hub, manifest.repo_id)
-        results = []
+        steps = []
         for variant in variants:
             card = render_card(manifest, variant, env=env, facts=facts, provenance=provenance)
             folder, left_out = uploads.get(variant.branch, (None, []))
@@ -146,8 +146,11 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
                 notes = ("card-only: the weights on the Hub revision were checked and are left as they are", *notes)
             for note in notes:
                 emit(Note(variant.branch, note))
-            step = _VariantStep(manifest, variant, unhashed(files), hub, remote, settings, hashing, emit)
-            results.append(step.run(provenance, report, notes))
+            step = _VariantStep(manifest, variant, unhashed(files), notes, hub, remote, settings, hashing, emit)
+            step.plan()
+            steps.append(step)
+        results = _publish(steps, hub, hashing, emit, provenance, report) if not settings.dry_run else [
+            VariantPush(s.variant.branch, s.planned, tag=s.tag, notes=s.notes) for s in steps]
         hashing.wait()
     except BaseException:
         hashing.cancel()
@@ -155,6 +158,25 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
     finally:
         cache.save()
     return PushResult(tuple(results), cache.hashed_bytes)
+
+
+def _publish(steps: list[_VariantStep], hub: Hub, hashing: Prefetch, emit: Emit, provenance: Provenance,
+             report: Report) -> list[VariantPush]:
+    """Every plan's uploads start at once; each variant then commits, verifies and tags in turn, as soon as its
+    own files are up."""
+    uploads = Uploads(hub, hashing, lambda file: digested(file, hashing), emit)
+    uploads.start([s.planned for s in steps if not s.planned.is_noop])
+    try:
+        return [step.publish(uploads, provenance, report) for step in steps]
+    finally:
+        uploads.stop()
+
+
+def digested(file: LocalFile, hashing: Prefetch) -> LocalFile:
+    """`file` with its digest, waiting for the background hashing if it is not done yet."""
+    if file.hashed or file.source is None:
+        return file
+    return with_digest(file, hashing.result(file.source))
 
 
 def _require_folders(manifest: Manifest, variants: Sequence[Variant]) -> None:
@@ -178,11 +200,13 @@ def _hash_progress(emit: Emit) -> Callable[[Path, int, int], None]:
 
 
 def _checked(manifest: Manifest, variants: tuple[Variant, ...], hub: Hub, settings: PushSettings,
-             listings: Mapping[str, Listing]) -> Report:
-    """Examine the variants (reusing reports of unchanged checkpoints; card-only: on their Hub revisions); any
-    error-level finding stops the push before anything is created or uploaded."""
+             listings: Mapping[str, Listing], remote: RemoteRepo) -> Report:
+    """Examine the variants (reusing reports of unchanged checkpoints; card-only: on their Hub revisions, read
+    through `remote`, which the plan then reuses); any error-level finding stops the push before anything is
+    created or uploaded."""
+    states = {v.branch: remote.state(v.branch) for v in variants} if settings.card_only else None
     report = examine(manifest, variants, hub=hub, cache=settings.report_cache(), reuse=True,
-                     remote=settings.card_only, listings=listings)
+                     remote=settings.card_only, listings=listings, remote_states=states)
     for checked in report.variants:
         if settings.card_only and not checked.ok and checked.source == "missing":
             raise HubError(
@@ -200,56 +224,61 @@ def _checked(manifest: Manifest, variants: tuple[Variant, ...], hub: Hub, settin
 
 @dataclass
 class _VariantStep:
-    """One variant's push: plan against its revision, upload each file as soon as it is hashed, commit once,
-    verify, tag."""
+    """One variant's push: `plan` against its revision (creating repository and branch when pushing), then
+    `publish`: commit once when its uploads are done, verify, tag."""
 
     manifest: Manifest
     variant: Variant
     local: list[LocalFile]
+    notes: tuple[str, ...]
     hub: Hub
     remote: RemoteRepo
     settings: PushSettings
     hashing: Prefetch
     emit: Emit
+    state: RemoteState = field(init=False)
+    planned: Plan = field(init=False)
+    tag: str | None = field(init=False)
 
     def digest(self, file: LocalFile) -> LocalFile:
-        """`file` with its digest, waiting for the background hashing if it is not done yet."""
-        if file.hashed or file.source is None:
-            return file
-        return with_digest(file, self.hashing.result(file.source))
+        return digested(file, self.hashing)
 
-    def run(self, provenance: Provenance, report: Report, notes: tuple[str, ...]) -> VariantPush:
-        repo_id, branch, settings, hub = self.manifest.repo_id, self.variant.branch, self.settings, self.hub
+    def plan(self) -> Plan:
+        repo_id, branch, settings = self.manifest.repo_id, self.variant.branch, self.settings
         state = self.remote.state(branch)
-        tag = release_tag(settings.tag, branch) if settings.tag else None
-        if tag:
-            _refuse_moving_tag(repo_id, tag, state)  # before a branch is created for a release that cannot be
+        self.tag = release_tag(settings.tag, branch) if settings.tag else None
+        if self.tag:
+            _refuse_moving_tag(repo_id, self.tag, state)  # before a branch is created for a release that cannot be
         if settings.dry_run:
             # A plan hashes only the files it must compare: those the revision holds at the same path and size.
             self.hashing.add(f.source for f in needs_digest(self.local, state.files) if f.source is not None)
         else:
             state = self._prepare(state)
-        planned = make_plan(
+        self.state = state
+        self.planned = make_plan(
             repo_id, branch, self.local, state.files, parent_commit=state.parent, repo_exists=state.repo_exists,
             branch_exists=state.branch_exists, prune=settings.prune, card_only=settings.card_only,
             digest=self.digest,
         )
-        self.emit(Planned(planned))
-        if tag:
-            _refuse_moving_tag(repo_id, tag, state, planned)
-        if settings.dry_run:
-            return VariantPush(branch, planned, tag=tag, notes=notes)
+        self.emit(Planned(self.planned))
+        if self.tag:
+            _refuse_moving_tag(repo_id, self.tag, state, self.planned)
+        return self.planned
+
+    def publish(self, uploads: Uploads, provenance: Provenance, report: Report) -> VariantPush:
+        repo_id, branch, hub, planned, tag, state = (
+            self.manifest.repo_id, self.variant.branch, self.hub, self.planned, self.tag, self.state)
         if planned.is_noop:
             self.emit(Unchanged(branch))
             if tag and state.head:
                 self._tag(tag, state.head, state)
-            return VariantPush(branch, planned, None, tag, (*notes, "unchanged: nothing to commit"))
-        upload_ahead(hub, planned, self.digest, self.hashing, self.emit)
+            return VariantPush(branch, planned, None, tag, (*self.notes, "unchanged: nothing to commit"))
+        uploads.wait(planned)
         local = [self.digest(file) for file in self.local]
         commit = hub.commit(
             repo_id, branch, additions=[self.digest(c.local) for c in planned.uploads if c.local is not None],
             deletions=[c.path for c in planned.deletions], parent=planned.parent_commit or "",
-            title=settings.message or f"Publish {branch} with hubpub {__version__}",
+            title=self.settings.message or f"Publish {branch} with hubpub {__version__}",
             description=_description(planned, provenance, report.summary(), uuid.uuid4().hex),
         )
         self.remote.committed(branch, commit.oid)
@@ -258,7 +287,7 @@ class _VariantStep:
         self.emit(Verified(branch, commit.oid))
         if tag:
             self._tag(tag, commit.oid, state)
-        return VariantPush(branch, planned, commit, tag, notes)
+        return VariantPush(branch, planned, commit, tag, self.notes)
 
     def _prepare(self, state: RemoteState) -> RemoteState:
         """Create the repository and the branch when they do not exist yet; the branch's state then."""
