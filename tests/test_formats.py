@@ -42,8 +42,9 @@ def variant_for(folder: Path, case: Case, arch: str = "llama", **changes: Any) -
     size = sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e9
     return Variant.model_validate({
         "branch": "main", "path": str(folder), "method": {"name": "llm-compressor"}, "scheme": case.scheme,
-        "bits": case.bits, "group_size": case.group_size, "symmetric": case.symmetric,
-        "unquantized": UNQUANTIZED[arch], "calibration": {"samples": 1}, "size_gb": size, **changes,
+        "bits": case.bits, "group_size": case.group_size, "symmetric": case.symmetric, "block": case.block,
+        "activations": case.activations, "unquantized": UNQUANTIZED[arch], "calibration": {"samples": 1},
+        "size_gb": size, **changes,
     })
 
 
@@ -221,16 +222,23 @@ def test_init_then_render_states_each_formats_facts(name: str, good: dict[str, P
     case = CASES[name]
     manifest = manifest_from_init([good[name]], tmp_path / "branches.yaml")
     variant = yaml.safe_load(manifest.read_text())["variants"][0]
-    assert (variant["scheme"], variant["bits"], variant["group_size"], variant["symmetric"]) == (
-        case.scheme, case.bits, case.group_size, case.symmetric)
+    stated = (variant["scheme"], variant["bits"], variant.get("group_size"), variant.get("block"),
+              variant["symmetric"], variant.get("activations"))
+    assert stated == (case.scheme, case.bits, None if case.block else case.group_size,
+                      list(case.block) if case.block else None, case.symmetric, case.activations)
     assert variant["unquantized"] == ["embed_tokens", "lm_head"]
     assert invoke("check", "--manifest", str(manifest)).exit_code == 0
     done = invoke("render", "--manifest", str(manifest))
     assert done.exit_code == 0, done.output
     card = (tmp_path / "cards" / "main" / "README.md").read_text()
     assert f"| Scheme | {case.scheme} |" in card
-    assert f"| Group size | {case.group_size or 'per-tensor'} |" in card
+    blocks = "{}×{} blocks".format(*case.block) if case.block else None
+    assert f"| Group size | {blocks or case.group_size or 'per-tensor'} |" in card
     assert f"| Scale dtype | {case.scale_dtype} |" in card
+    if case.activations:
+        assert f"| Activations | {case.activations} |" in card
+    else:
+        assert "| Activations |" not in card  # a W*A16 card does not grow a row of "none"
 
 
 def test_three_variant_repository_checks_and_renders(good: dict[str, Path], tmp_path: Path) -> None:
@@ -319,7 +327,7 @@ def test_a_report_recorded_before_the_format_model_is_not_reused(
     store.write_text(json.dumps(recorded))
     calls: list[Path] = []
     real = checkpoint_module.read_checkpoint
-    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda folder: calls.append(folder) or real(folder))
+    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda folder, *rest: calls.append(folder) or real(folder, *rest))
     manifest = load_manifest(weighed)
     report = examine(manifest, manifest.select("main"), cache=ReportCache(store), reuse=True)
     assert len(calls) == 1 and report.variants[0].facts is not None

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from publish.checkpoint.architecture import ArchitectureCache
 from publish.checkpoint.facts import WeightFacts, compare_facts, derive_facts
 from publish.checkpoint.findings import Finding, collect_findings, error, summarize
 from publish.checkpoint.reportcache import ReportCache, checkpoint_key
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from publish.hub.client import Hub
 
 REPORT_VERSION = 1
+ARCHITECTURES_FILE = "architectures.json"
 LOCAL, REMOTE, MISSING = "local", "remote", "missing"
 
 
@@ -99,8 +102,9 @@ def examine(
     With `cache`, local reports are recorded; with `reuse` too, a report recorded for the same hubpub version,
     manifest entry and unchanged files is returned without reading the checkpoint again.
     """
-    reports = tuple(examine_variant(manifest, v, hub=hub, cache=cache, reuse=reuse, remote=remote)
-                    for v in variants)
+    architectures = ArchitectureCache(_beside(cache, ARCHITECTURES_FILE))
+    reports = tuple(examine_variant(manifest, v, hub=hub, cache=cache, reuse=reuse, remote=remote,
+                                    architectures=architectures) for v in variants)
     if cache is not None:
         cache.save()
     return Report(reports)
@@ -108,7 +112,7 @@ def examine(
 
 def examine_variant(
     manifest: Manifest, variant: Variant, *, hub: Hub | None = None, cache: ReportCache | None = None,
-    reuse: bool = False, remote: bool = False,
+    reuse: bool = False, remote: bool = False, architectures: ArchitectureCache | None = None,
 ) -> VariantReport:
     folder = manifest.variant_path(variant)
     if folder.is_dir() and not (remote and hub is not None):
@@ -118,20 +122,25 @@ def examine_variant(
             return VariantReport.from_dict(recorded)
         from publish.checkpoint.read import read_checkpoint
 
-        report = report_for(read_checkpoint(folder), variant, LOCAL)
+        report = report_for(read_checkpoint(folder, architectures), variant, LOCAL)
         if cache is not None:
             cache.put(key, report.to_dict())
         return report
     if hub is not None:
         from publish.checkpoint.remote import read_remote_checkpoint
 
-        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch)
+        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch, architectures)
         if checkpoint is None or not checkpoint.shards:
             return missing(variant, f"{hub.endpoint}/{manifest.repo_id}/tree/{variant.branch}",
                            "the Hub revision holds no weights", "push the weights first")
         return report_for(checkpoint, variant, REMOTE)
     return missing(variant, str(folder), f"checkpoint folder {folder} does not exist",
                    "fix the variant's path, mount the weights, or use --remote to check the Hub revision")
+
+
+def _beside(cache: ReportCache | None, name: str) -> Path | None:
+    """A file next to the report cache's, for what checking keeps between runs (architectures)."""
+    return cache.location.parent / name if cache is not None and cache.location is not None else None
 
 
 def report_for(checkpoint: Checkpoint, variant: Variant, source: str) -> VariantReport:
