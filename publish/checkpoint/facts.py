@@ -134,7 +134,7 @@ def compare_facts(variant: Variant, facts: WeightFacts) -> list[str]:
         where = f" of part ({', '.join(found.families)})" if declared.families else ""
         differences += [f"{field}{where}: manifest {said}, weights {weighs}"
                         for field, said, weighs in part_differences(declared, found)]
-    if facts.kv_cache is not None and (variant.kv_cache or "none").lower() != facts.kv_cache.lower():
+    if kv_cache_differs(variant, facts):
         differences.append(f"kv_cache: manifest {variant.kv_cache or 'none'}, weights {facts.kv_cache}")
     if set(facts.unquantized) != set(variant.unquantized):
         differences.append(
@@ -143,3 +143,8 @@ def compare_facts(variant: Variant, facts: WeightFacts) -> list[str]:
     if not size_matches(facts.size_gb, variant.size_gb):
         differences.append(f"size_gb: manifest {variant.size_gb}, weights {facts.size_gb:.2f}")
     return differences
+
+
+def kv_cache_differs(variant: Variant, facts: WeightFacts) -> bool:
+    """The manifest's kv_cache (absent: not quantized) is not what kv_cache_scheme says."""
+    return facts.kv_cache is not None and (variant.kv_cache or "none").lower() != facts.kv_cache.lower()

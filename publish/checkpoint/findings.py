@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 
 from publish.checkpoint.architecture_checks import check_architecture, check_kv_cache, few_of_each
 from publish.checkpoint.engine import built_full_precision, refuses_quantized
-from publish.checkpoint.facts import SIZE_TOLERANCE, derive_facts, size_matches
+from publish.checkpoint.facts import SIZE_TOLERANCE, derive_facts, kv_cache_differs, size_matches
 from publish.checkpoint.families import family_of
 from publish.checkpoint.formats import supported_formats, text
 from publish.checkpoint.model import (
@@ -117,7 +117,12 @@ _CONFIG_FIELD = {"scheme": "", "bits": ".weights.num_bits", "group_size": ".weig
 def _compare_schemes(checkpoint: Checkpoint, variant: Variant, where: str) -> Iterator[Finding]:
     """The manifest's scheme (or each of its parts) against the config groups of the modules it describes."""
     hint = f"fix the manifest's variant {variant.branch!r} or re-export the checkpoint"
-    pairing = pair_parts(variant.described_parts, derive_facts(checkpoint).parts)
+    facts = derive_facts(checkpoint)
+    if kv_cache_differs(variant, facts):
+        yield error("C3", f"{where}.kv_cache_scheme", f"the config's KV cache is {facts.kv_cache}, the manifest says "
+                    f"{variant.kv_cache or 'none'}", f"set the variant's kv_cache to {facts.kv_cache!r}"
+                    if facts.kv_cache != "none" else "remove kv_cache from the variant")
+    pairing = pair_parts(variant.described_parts, facts.parts)
     for problem in pairing.problems:
         yield error("C3", f"{where}.config_groups", problem,
                     "describe each scheme under `parts:` with the families it covers (`hubpub init` writes them)")

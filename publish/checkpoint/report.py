@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publish.checkpoint.architecture import ArchitectureCache
@@ -102,7 +101,7 @@ def examine(
     With `cache`, local reports are recorded; with `reuse` too, a report recorded for the same hubpub version,
     manifest entry and unchanged files is returned without reading the checkpoint again.
     """
-    architectures = ArchitectureCache(_beside(cache, ARCHITECTURES_FILE))
+    architectures = ArchitectureCache(cache.beside(ARCHITECTURES_FILE) if cache is not None else None)
     reports = tuple(examine_variant(manifest, v, hub=hub, cache=cache, reuse=reuse, remote=remote,
                                     architectures=architectures) for v in variants)
     if cache is not None:
@@ -136,11 +135,6 @@ def examine_variant(
         return report_for(checkpoint, variant, REMOTE)
     return missing(variant, str(folder), f"checkpoint folder {folder} does not exist",
                    "fix the variant's path, mount the weights, or use --remote to check the Hub revision")
-
-
-def _beside(cache: ReportCache | None, name: str) -> Path | None:
-    """A file next to the report cache's, for what checking keeps between runs (architectures)."""
-    return cache.location.parent / name if cache is not None and cache.location is not None else None
 
 
 def report_for(checkpoint: Checkpoint, variant: Variant, source: str) -> VariantReport:
