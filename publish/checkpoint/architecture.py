@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -78,15 +79,22 @@ class ArchitectureCache:
         self._store = JsonStore(location, ARCHITECTURE_CACHE_VERSION)
         entries = self._store.load().get("entries")
         self._entries: dict[str, Any] = dict(entries) if isinstance(entries, dict) else {}
+        self._read: dict[str, Architecture] = {}
 
     def get(self, key: str) -> Architecture | None:
+        if key in self._read:
+            return self._read[key]
         found = self._entries.get(key)
         try:
-            return Architecture.from_dict(found) if isinstance(found, dict) else None
+            architecture = Architecture.from_dict(found) if isinstance(found, dict) else None
         except (KeyError, TypeError, ValueError):
             return None  # a damaged entry only costs building the model again
+        if architecture is not None:
+            self._read[key] = architecture
+        return architecture
 
     def put(self, key: str, architecture: Architecture) -> None:
+        self._read[key] = architecture
         self._entries.pop(key, None)
         self._entries[key] = architecture.to_dict()
         while len(self._entries) > MAX_ARCHITECTURES:
@@ -273,6 +281,7 @@ def _model_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+@cache
 def _version(package: str) -> str:
     try:
         return metadata.version(package)

@@ -52,8 +52,14 @@ FULL_PRECISION = (
 )
 
 
+# Any of the named modules: one search rules most modules out (a MoE has tens of thousands).
+_NAMED = re.compile("|".join(rule.pattern.pattern for rule in FULL_PRECISION if rule.pattern is not None))
+
+
 def built_full_precision(module: str) -> FullPrecision | None:
     """The rule saying vLLM builds `module` in full precision, if one does."""
+    if family_of(module) != "router" and not _NAMED.search(module):
+        return None
     return next((rule for rule in FULL_PRECISION if rule.matches(module)), None)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 
 from publish.checkpoint.architecture_checks import check_architecture, check_kv_cache, few_of_each
 from publish.checkpoint.engine import built_full_precision, refuses_quantized
-from publish.checkpoint.facts import SIZE_TOLERANCE, derive_facts, kv_cache_differs, size_matches
+from publish.checkpoint.facts import SIZE_TOLERANCE, WeightFacts, derive_facts, kv_cache_differs, size_matches
 from publish.checkpoint.families import family_of
 from publish.checkpoint.formats import supported_formats, text
 from publish.checkpoint.model import (
@@ -43,15 +43,18 @@ FUSED_GROUPS = (
 )
 
 
-def collect_findings(checkpoint: Checkpoint, variant: Variant) -> tuple[Finding, ...]:
-    """Every finding for one variant, errors and warnings, in check order."""
+def collect_findings(checkpoint: Checkpoint, variant: Variant, facts: WeightFacts | None = None
+                     ) -> tuple[Finding, ...]:
+    """Every finding for one variant, errors and warnings, in check order (`facts`: derive_facts(checkpoint),
+    when the caller has them already)."""
     if checkpoint.config is None:
         return (error("C1", CONFIG_FILE, checkpoint.config_error or f"{CONFIG_FILE} is missing",
                       "a checkpoint needs the config.json its exporter wrote"),
                 *check_index(checkpoint))
     if checkpoint.unsupported is not None:
         return (unsupported(checkpoint),)
-    findings = [*check_config(checkpoint, variant), *check_index(checkpoint), *check_architecture(checkpoint)]
+    facts = facts if facts is not None else derive_facts(checkpoint)
+    findings = [*check_config(checkpoint, variant, facts), *check_index(checkpoint), *check_architecture(checkpoint)]
     if checkpoint.quantization is not None:
         findings += [*check_tensors(checkpoint), *check_kv_cache(checkpoint), *check_ignore(checkpoint),
                      *check_fused(checkpoint)]
@@ -69,7 +72,7 @@ def unsupported(checkpoint: Checkpoint) -> Finding:
 # C: config.json and quantization_config
 
 
-def check_config(checkpoint: Checkpoint, variant: Variant) -> Iterator[Finding]:
+def check_config(checkpoint: Checkpoint, variant: Variant, facts: WeightFacts) -> Iterator[Finding]:
     raw, config = checkpoint.quantization_raw, checkpoint.quantization
     if raw is None:
         yield error("C1", f"{CONFIG_FILE}: quantization_config",
@@ -86,7 +89,7 @@ def check_config(checkpoint: Checkpoint, variant: Variant) -> Iterator[Finding]:
     for group, ct_scheme in config.config_groups.items():
         if ct_scheme.weights is None or group not in checkpoint.schemes:
             yield error("C2", f"{where}.config_groups.{group}", "the group quantizes no weights")
-    yield from _compare_schemes(checkpoint, variant, where)
+    yield from _compare_schemes(facts, variant, where)
     yield from _check_sidecar(checkpoint)
     yield from _check_mtp_declared(checkpoint)
 
@@ -114,10 +117,9 @@ _CONFIG_FIELD = {"scheme": "", "bits": ".weights.num_bits", "group_size": ".weig
                  "activations": ".input_activations"}
 
 
-def _compare_schemes(checkpoint: Checkpoint, variant: Variant, where: str) -> Iterator[Finding]:
+def _compare_schemes(facts: WeightFacts, variant: Variant, where: str) -> Iterator[Finding]:
     """The manifest's scheme (or each of its parts) against the config groups of the modules it describes."""
     hint = f"fix the manifest's variant {variant.branch!r} or re-export the checkpoint"
-    facts = derive_facts(checkpoint)
     if kv_cache_differs(variant, facts):
         yield error("C3", f"{where}.kv_cache_scheme", f"the config's KV cache is {facts.kv_cache}, the manifest says "
                     f"{variant.kv_cache or 'none'}", f"set the variant's kv_cache to {facts.kv_cache!r}"

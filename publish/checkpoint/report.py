@@ -141,8 +141,9 @@ def report_for(checkpoint: Checkpoint, variant: Variant, source: str) -> Variant
     from publish.checkpoint.read import without_gc
 
     with without_gc():  # tens of thousands of small objects on a 56k-tensor model; see without_gc
-        return VariantReport(variant.branch, checkpoint.location, source, collect_findings(checkpoint, variant),
-                             derive_facts(checkpoint))
+        facts = derive_facts(checkpoint)
+        return VariantReport(variant.branch, checkpoint.location, source,
+                             collect_findings(checkpoint, variant, facts), facts)
 
 
 def missing(variant: Variant, location: str, message: str, hint: str = "") -> VariantReport:
