@@ -46,7 +46,7 @@ def test_init_writes_each_part_and_the_card_shows_them(mixed: Path, tmp_path: Pa
     assert invoke("render", "--manifest", str(manifest)).exit_code == 0
     card = (tmp_path / "cards" / "main" / "README.md").read_text()
     assert "| Scheme | W4A16, group 32 (mlp, experts, shared_experts) · W8A16 per-channel (self_attn) |" in card
-    assert "| Bits | 4 · 8 |" in card and "| Group size | 32 · -1 |" in card and "| Symmetric | yes |" in card
+    assert "| Bits | 4 · 8 |" in card and "| Group size | 32 · per-channel |" in card and "| Symmetric | yes |" in card
     assert "| Activations |" not in card
 
 
