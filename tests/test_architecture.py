@@ -219,3 +219,10 @@ def test_render_refuses_weights_check_finds_false(edit: str, code: str, subject:
     assert f"error   {code}  {subject}:" in done.output and "no card was written" in done.output
     assert not (tmp_path / "cards").exists()
     assert invoke("check", "--manifest", str(manifest)).exit_code == 1
+
+
+def test_a_router_no_target_can_reach_gives_no_k1_even_when_named(tmp_path: Path) -> None:
+    """compressed-tensors quantizes Linears and embeddings only: a target naming the router cannot reach it."""
+    made = plan("deepseek_v2", {"group_0": Group(INT8_CHANNEL, ("Linear", "re:.*mlp.gate$"))}, ["lm_head"])
+    done, _ = checked(write(made, tmp_path / "v2"), tmp_path)
+    assert done.exit_code == 0 and "0 error(s), 0 warning(s)" in done.output, done.output

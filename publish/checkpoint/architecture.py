@@ -36,6 +36,7 @@ from publish.util.jsonstore import JsonStore
 ARCHITECTURE_CACHE_VERSION = 1
 MAX_ARCHITECTURES = 16  # configs remembered; the oldest go first
 LINEAR = "Linear"  # the class name a Linear-like module (an nn.Linear, or one expert's projection) is given
+EMBEDDING = "Embedding"  # the other module class compressed-tensors quantizes
 # Parts of config.json that say how the checkpoint is quantized, not what the model is.
 QUANTIZATION_KEYS = ("quantization_config", "compression_config")
 
@@ -54,6 +55,10 @@ class Architecture:
         """Whether compressed-tensors' "Linear" target reaches `module`; a module the architecture does not define
         is given the benefit of the doubt."""
         return self.modules.get(module, LINEAR) == LINEAR
+
+    def quantizable(self, module: str) -> bool:
+        """Whether compressed-tensors quantizes `module` when a target names it: Linears and embeddings only."""
+        return self.modules.get(module, LINEAR) in (LINEAR, EMBEDDING)
 
     @property
     def required(self) -> frozenset[str]:

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from publish.checkpoint.families import family_of
 from publish.checkpoint.formats import Scheme
 from publish.checkpoint.model import Checkpoint
 from publish.manifest.model import FAMILIES, Part
@@ -100,11 +99,6 @@ def _key(scheme: Scheme) -> tuple[Any, ...]:
 
 def _ordered(families: set[str]) -> tuple[str, ...]:
     return tuple(f for f in FAMILIES if f in families) + tuple(sorted(families - set(FAMILIES)))
-
-
-def families_of(modules: Sequence[str]) -> tuple[str, ...]:
-    """The families of `modules`, in FAMILIES order."""
-    return _ordered({family_of(m) for m in modules})
 
 
 # ---------------------------------------------------------------------------------------------------------------

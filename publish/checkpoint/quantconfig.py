@@ -80,7 +80,8 @@ def match_config(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """For each Linear module: the first config group targeting it, and the ignore entry matching it, with
     compressed-tensors' own name matching. The class target "Linear" reaches every module the architecture
-    builds as an `nn.Linear` (all of them, when the architecture is unknown)."""
+    builds as an `nn.Linear` (all of them, when the architecture is unknown); no target reaches a module it builds
+    as anything compressed-tensors does not quantize (a MoE's TopkRouter), whatever its name."""
     if config is None:
         return {}, {}
     groups = [(name, Matcher([t for t in s.targets if t != "Linear"]), "Linear" in s.targets)
@@ -90,8 +91,9 @@ def match_config(
     ignored: dict[str, str] = {}
     for module in modules:
         linear = architecture is None or architecture.is_linear(module)
-        group = next((name for name, matcher, by_class in groups if (by_class and linear) or matcher.first(module)),
-                     None)
+        reachable = architecture is None or architecture.quantizable(module)
+        group = next((name for name, matcher, by_class in groups
+                      if reachable and ((by_class and linear) or matcher.first(module))), None)
         if group is not None:
             targeted[module] = group
         entry = ignore.first(module)
