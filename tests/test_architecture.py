@@ -226,3 +226,15 @@ def test_a_router_no_target_can_reach_gives_no_k1_even_when_named(tmp_path: Path
     made = plan("deepseek_v2", {"group_0": Group(INT8_CHANNEL, ("Linear", "re:.*mlp.gate$"))}, ["lm_head"])
     done, _ = checked(write(made, tmp_path / "v2"), tmp_path)
     assert done.exit_code == 0 and "0 error(s), 0 warning(s)" in done.output, done.output
+
+
+@pytest.mark.parametrize(("case", "refused"), [("fp8-dynamic", False), ("w8a16-channel", True)])
+def test_the_indexer_wk_loads_only_in_fp8(case: str, refused: bool, tmp_path: Path) -> None:
+    """vLLM dequantizes an FP8 wk into its unquantized wk_weights_proj while loading; nothing else."""
+    from .fixtures.formats import CASES
+
+    made = plan("deepseek_v32", {"group_0": Group(CASES[case])}, [*MOE_IGNORE, "re:.*indexer.weights_proj$"])
+    done, _ = checked(write(made, tmp_path / case), tmp_path)
+    assert done.exit_code == int(refused), done.output
+    assert subjects(done.output, "K5") == ([f"model.layers.{n}.self_attn.indexer.wk" for n in (0, 1)] if refused
+                                           else [])

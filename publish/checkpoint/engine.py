@@ -14,7 +14,6 @@ works in vLLM (K1 warns). Read from vLLM's model code (vllm/model_executor/model
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -29,13 +28,13 @@ class FullPrecision:
     what: str  # "a MoE router gate"
     why: str  # how vLLM builds it, for the finding's message
     ignore: str  # the ignore entry that covers it, as llm-compressor's recipes write it
-    pattern: re.Pattern[str] | None = None  # matched against the module name; None: the router family
+    name: str | None = None  # the module's last names ("indexer.weights_proj"); None: the router family
     loads_fp8: bool = False  # vLLM dequantizes an FP8 weight of it while loading
 
     def matches(self, module: str) -> bool:
-        if self.pattern is None:
+        if self.name is None:
             return family_of(module) == "router"
-        return self.pattern.search(module) is not None
+        return module == self.name or module.endswith("." + self.name)
 
 
 FULL_PRECISION = (
@@ -43,22 +42,22 @@ FULL_PRECISION = (
                   "quant_config=None)", "re:.*mlp.gate$"),
     FullPrecision("the sparse-attention indexer's weights_proj", "vLLM fuses it with wk into wk_weights_proj, "
                   "built with quant_config=None (deepseek_v2.py)", "re:.*indexer.weights_proj$",
-                  re.compile(r"(^|\.)indexer\.weights_proj$")),
+                  "indexer.weights_proj"),
     FullPrecision("the sparse-attention indexer's wk", "vLLM fuses it with weights_proj into wk_weights_proj, built "
                   "with quant_config=None; only an FP8 wk is dequantized while loading (deepseek_v2.py)",
-                  "re:.*indexer.wk$", re.compile(r"(^|\.)indexer\.wk$"), loads_fp8=True),
+                  "re:.*indexer.wk$", "indexer.wk", loads_fp8=True),
     FullPrecision("an MTP layer's eh_proj", "vLLM builds it as a plain torch nn.Linear (deepseek_mtp.py, "
-                  "glm4_moe_mtp.py)", "re:.*eh_proj$", re.compile(r"(^|\.)eh_proj$")),
+                  "glm4_moe_mtp.py)", "re:.*eh_proj$", "eh_proj"),
 )
 
 
-# Any of the named modules: one search rules most modules out (a MoE has tens of thousands).
-_NAMED = re.compile("|".join(rule.pattern.pattern for rule in FULL_PRECISION if rule.pattern is not None))
+# The named modules' last names: one endswith rules most modules out (a MoE has tens of thousands).
+_NAMES = tuple(rule.name for rule in FULL_PRECISION if rule.name is not None)
 
 
 def built_full_precision(module: str) -> FullPrecision | None:
     """The rule saying vLLM builds `module` in full precision, if one does."""
-    if family_of(module) != "router" and not _NAMED.search(module):
+    if not module.endswith(_NAMES) and family_of(module) != "router":
         return None
     return next((rule for rule in FULL_PRECISION if rule.matches(module)), None)
 
