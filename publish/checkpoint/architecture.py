@@ -139,13 +139,14 @@ def _build(config: dict[str, Any], kv_cache_scheme: Mapping[str, Any] | None) ->
     with _quiet():
         try:
             model = _meta_model(config, name)
+            modules, tied = _modules(model)
+            kv = _kv_scales(model, kv_cache_scheme) if kv_cache_scheme else {}
         except _Unknown as why:
             return Architecture(name, unknown=str(why))
         except Exception as problem:  # noqa: BLE001 - a model's __init__ may refuse its config with any exception
-            return Architecture(name, unknown=f"transformers {_version('transformers')} cannot build {name} from "
-                                f"config.json: {type(problem).__name__}: {problem}")
-        modules, tied = _modules(model)
-        kv = _kv_scales(model, kv_cache_scheme) if kv_cache_scheme else {}
+            return Architecture(name, unknown=f"transformers {_version('transformers')} and compressed-tensors "
+                                f"{_version('compressed-tensors')} cannot build {name} from config.json: "
+                                f"{type(problem).__name__}: {problem}")
     return Architecture(name, modules, tied, kv)
 
 
