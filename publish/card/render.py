@@ -8,7 +8,7 @@ round-tripped through huggingface_hub's `ModelCard`, so no manifest string can c
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,10 +18,9 @@ import jinja2
 import yaml
 
 from publish.card.provenance import Provenance
-from publish.checkpoint.parts import granularity, part_label
+from publish.card.scheme import kv_cache_flag, part_group_size, per_part, scheme_text
 from publish.errors import MetadataError, TemplateError
 from publish.manifest.model import Manifest, Variant
-from publish.manifest.model import Part as QuantPart
 
 if TYPE_CHECKING:
     from publish.checkpoint.facts import WeightFacts
@@ -122,14 +121,6 @@ def human_size(gb: float) -> str:
     return f"{gb / scale:.1f}{unit}"
 
 
-def group_size_text(group_size: int, style: str = "words") -> str:
-    """The group size as the card shows it: per-channel (-1), per-tensor (0) or the group's size; with the
-    "number" style, the number the quantization config uses."""
-    if style == "words":
-        return {-1: "per-channel", 0: "per-tensor"}.get(group_size, str(group_size))
-    return str(group_size)
-
-
 def calibration_text(variant: Variant, field: str) -> str:
     """A calibration setting for the table; a data-free variant (`calibration: none`) has none."""
     if variant.calibration is None:
@@ -175,15 +166,15 @@ def quantization_table(
     rows = [
         Row("Base", cells(lambda v: [Part(manifest.base_model, code=True, strong="base" in v.highlight)])),
         Row("Method", cells(method)),
-        Row("Scheme", cells(plain("scheme", _scheme))),
-        Row("Bits", cells(plain("bits", lambda v: _per_part(v, lambda p: str(p.bits))))),
-        Row("Group size", cells(plain("group_size", lambda v: _per_part(
-            v, lambda p: _group_size(p, manifest.card.group_size))))),
-        Row("Symmetric", cells(plain("symmetric", lambda v: _per_part(v, lambda p: "yes" if p.symmetric else "no")))),
+        Row("Scheme", cells(plain("scheme", scheme_text))),
+        Row("Bits", cells(plain("bits", lambda v: per_part(v, lambda p: str(p.bits))))),
+        Row("Group size", cells(plain("group_size", lambda v: per_part(
+            v, lambda p: part_group_size(p, manifest.card.group_size))))),
+        Row("Symmetric", cells(plain("symmetric", lambda v: per_part(v, lambda p: "yes" if p.symmetric else "no")))),
     ]
     if any(p.activations for v in variants for p in v.described_parts):
         rows.append(Row("Activations", cells(plain("activations",
-                                                   lambda v: _per_part(v, lambda p: p.activations or "none")))))
+                                                   lambda v: per_part(v, lambda p: p.activations or "none")))))
     if any(v.kv_cache for v in variants):
         rows.append(Row("KV cache", cells(plain("kv_cache", lambda v: v.kv_cache or "none"))))
     rows += [
@@ -203,26 +194,6 @@ def quantization_table(
     if any(v.gpu for v in variants):
         rows.append(Row("GPU used for quant", cells(plain("gpu", lambda v: v.gpu or "-"))))
     return tuple(rows)
-
-
-def _scheme(variant: Variant) -> str:
-    """The scheme's name; for mixed precision each part with its granularity and families, joined by " · "."""
-    if variant.parts is None:
-        return str(variant.scheme)
-    return " · ".join(part_label(p.scheme, p.group_size, p.block, p.families) for p in variant.parts)
-
-
-def _per_part(variant: Variant, show: Callable[[QuantPart], str]) -> str:
-    """One value when every part shares it, else each part's in turn."""
-    shown = [show(part) for part in variant.described_parts]
-    return shown[0] if len(set(shown)) == 1 else " · ".join(shown)
-
-
-def _group_size(part: QuantPart, style: str) -> str:
-    """The group size in the card's style (group_size_text), or a block-wise scheme's blocks ("128×128 blocks")."""
-    if part.block:
-        return granularity(part.group_size, part.block)
-    return group_size_text(part.group_size, style)
 
 
 def _or_dash(value: int | None) -> str:
@@ -325,21 +296,6 @@ def render_card(
         if verified is not None:
             verified.add(key)
     return text
-
-
-# vLLM's --kv-cache-dtype for a KV-cache format the card states (vllm serve --help: fp8 is FP8 E4M3).
-VLLM_KV_CACHE_DTYPES = {"FP8 E4M3": "fp8", "FP8 E5M2": "fp8_e5m2"}
-
-
-def kv_cache_flag(manifest: Manifest, variant: Variant) -> str | None:
-    """The `vllm serve` argument that turns on the variant's quantized KV cache, unless the usage already gives
-    one: without it vLLM keeps the cache in the model's precision and ignores the checkpoint's scales."""
-    kind = (variant.kv_cache or "").split(",")[0].strip()
-    dtype = VLLM_KV_CACHE_DTYPES.get(kind)
-    serve = manifest.usage.serve if manifest.usage else None
-    if dtype is None or serve is None or any(arg.startswith("--kv-cache-dtype") for arg in serve.args):
-        return None
-    return f"--kv-cache-dtype {dtype}"
 
 
 def front_matter_key(front: str) -> str:
