@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from publish.checkpoint.architecture import ArchitectureCache
 from publish.checkpoint.facts import WeightFacts, compare_facts, derive_facts
 from publish.checkpoint.findings import Finding, collect_findings, error, summarize
 from publish.checkpoint.reportcache import ReportCache, checkpoint_key
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from publish.hub.state import RemoteState
 
 REPORT_VERSION = 1
+ARCHITECTURES_FILE = "architectures.json"
 LOCAL, REMOTE, MISSING = "local", "remote", "missing"
 
 
@@ -104,8 +106,9 @@ def examine(
     are the variants' folders as the caller listed them, and `remote_states` (by branch) their Hub revisions as the
     caller read them; what is not in them is read here.
     """
+    architectures = ArchitectureCache(cache.beside(ARCHITECTURES_FILE) if cache is not None else None)
     reports = tuple(examine_variant(manifest, v, hub=hub, cache=cache, reuse=reuse, remote=remote,
-                                    listing=(listings or {}).get(v.branch),
+                                    architectures=architectures, listing=(listings or {}).get(v.branch),
                                     remote_state=(remote_states or {}).get(v.branch)) for v in variants)
     if cache is not None:
         cache.save()
@@ -114,8 +117,8 @@ def examine(
 
 def examine_variant(
     manifest: Manifest, variant: Variant, *, hub: Hub | None = None, cache: ReportCache | None = None,
-    reuse: bool = False, remote: bool = False, listing: Listing | None = None,
-    remote_state: RemoteState | None = None,
+    reuse: bool = False, remote: bool = False, architectures: ArchitectureCache | None = None,
+    listing: Listing | None = None, remote_state: RemoteState | None = None,
 ) -> VariantReport:
     folder = manifest.variant_path(variant)
     if folder.is_dir() and not (remote and hub is not None):
@@ -126,14 +129,14 @@ def examine_variant(
             return VariantReport.from_dict(recorded)
         from publish.checkpoint.read import read_checkpoint
 
-        report = report_for(read_checkpoint(folder, listing), variant, LOCAL)
+        report = report_for(read_checkpoint(folder, architectures, listing), variant, LOCAL)
         if cache is not None:
             cache.put(key, report.to_dict())
         return report
     if hub is not None:
         from publish.checkpoint.remote import read_remote_checkpoint
 
-        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch, remote_state)
+        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch, architectures, remote_state)
         if checkpoint is None or not checkpoint.shards:
             return missing(variant, f"{hub.endpoint}/{manifest.repo_id}/tree/{variant.branch}",
                            "the Hub revision holds no weights", "push the weights first")
@@ -146,8 +149,9 @@ def report_for(checkpoint: Checkpoint, variant: Variant, source: str) -> Variant
     from publish.checkpoint.read import without_gc
 
     with without_gc():  # tens of thousands of small objects on a 56k-tensor model; see without_gc
-        return VariantReport(variant.branch, checkpoint.location, source, collect_findings(checkpoint, variant),
-                             derive_facts(checkpoint))
+        facts = derive_facts(checkpoint)
+        return VariantReport(variant.branch, checkpoint.location, source,
+                             collect_findings(checkpoint, variant, facts), facts)
 
 
 def missing(variant: Variant, location: str, message: str, hint: str = "") -> VariantReport:
