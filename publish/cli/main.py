@@ -6,7 +6,9 @@ Heavy libraries (torch, compressed-tensors) are imported only by the commands th
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import json
 import os
 import sys
@@ -28,6 +30,11 @@ if TYPE_CHECKING:
     from publish.manifest.model import Manifest
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# At exit, after every other exit handler, freeze what is left: the interpreter's final collections then skip the
+# object graph torch and transformers built (a check or a cold push imports them), which cost a second of
+# teardown for nothing (bench/bench_push.py measures the whole process).
+atexit.register(gc.freeze)
 
 MANIFEST_HELP = "The manifest to read (default: ./branches.yaml)."
 
