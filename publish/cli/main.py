@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 # At exit, after every other exit handler, freeze what is left: the interpreter's final collections then skip the
-# object graph torch and transformers built (a check or a cold push imports them), which cost a second of
-# teardown for nothing (bench/bench_push.py measures the whole process).
+# object graph torch and transformers built (a check or a cold push imports them), whose teardown is slow and
+# useless at exit (bench/bench_push.py measures the whole process).
 atexit.register(gc.freeze)
 
 MANIFEST_HELP = "The manifest to read (default: ./branches.yaml)."

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from publish.hub.state import Refs
 
 T = TypeVar("T")
-# Concurrent LFS uploads inside one upload_objects call (huggingface_hub's own thread pool).
-UPLOAD_THREADS = 4
+# Concurrent LFS uploads inside one upload_objects call (huggingface_hub's own thread pool); with upload.py's two
+# calls in flight, four PUTs at most: more only makes them compete for the same cores and disk.
+UPLOAD_THREADS = 2
 
 
 @dataclass(frozen=True)
