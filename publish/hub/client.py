@@ -30,9 +30,6 @@ if TYPE_CHECKING:
     from publish.hub.state import Refs
 
 T = TypeVar("T")
-# Concurrent LFS uploads inside one upload_objects call (huggingface_hub's own thread pool); with upload.py's two
-# calls in flight, four PUTs at most: more only makes them compete for the same cores and disk.
-UPLOAD_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -191,11 +188,11 @@ class Hub:
 
     def upload_objects(self, repo_id: str, revision: str, files: Sequence[LocalFile]) -> None:
         """Upload the LFS content of `files` ahead of the commit (the commit then sends only pointers): one
-        preupload and one LFS batch request for them all, then each object not on the server yet. Nothing becomes
-        visible on any branch until the commit."""
+        preupload and one LFS batch request for them all, then each object not on the server yet, all at once.
+        Nothing becomes visible on any branch until the commit."""
         operations = [self._operation(revision, file) for file in files]
         self._call(
-            lambda: self._api.preupload_lfs_files(repo_id, operations, revision=revision, num_threads=UPLOAD_THREADS),
+            lambda: self._api.preupload_lfs_files(repo_id, operations, revision=revision, num_threads=len(files)),
             f"upload {', '.join(f.path for f in files)} to {repo_id}@{revision}",
         )
 

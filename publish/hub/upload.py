@@ -1,8 +1,9 @@
 """Upload the plans' LFS content ahead of their commits, each file as soon as its digest is known.
 
-Hashing runs ahead in the background (hashcache.Prefetch). Whenever an upload slot is free, the files hashed by then
-go up in one `Hub.upload_objects` call per plan (one preupload and one LFS batch request for the group, then one PUT
-per object the server does not hold yet), the earlier plans' first. Every plan's files are uploaded at once, so a
+Hashing runs ahead in the background (hashcache.Prefetch). Up to UPLOAD_STREAMS objects go up at once, as
+huggingface_hub's own upload does: whenever streams are free, as many files hashed by then go up in one
+`Hub.upload_objects` call (one preupload and one LFS batch request for the group, then one PUT per object the server
+does not hold yet, each in its own stream), the earlier plans' first. Every plan's files are uploaded at once, so a
 later variant's upload runs while an earlier one commits and verifies; each commit waits for its own files only.
 Files that will be stored as regular git blobs go with the commit, which sends them inline; so does any LFS file
 this module did not expect (the commit uploads it then).
@@ -10,6 +11,7 @@ this module did not expect (the commit uploads it then).
 
 from __future__ import annotations
 
+import fnmatch
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -17,21 +19,28 @@ from typing import TYPE_CHECKING, Any
 
 from publish.events import Emit, Progress
 from publish.hub.hashcache import REGULAR_LIMIT, Digest, Prefetch
-from publish.hub.plan import LocalFile, Plan, is_managed
+from publish.hub.plan import LocalFile, Plan
 
 if TYPE_CHECKING:
     from publish.hub.client import Hub
 
-# Upload calls in flight at once (each uploads its group's objects a few at a time).
-UPLOAD_WORKERS = 2
+# Objects uploaded at once (huggingface_hub's own default): one stream is far slower than the disk and the network.
+UPLOAD_STREAMS = 5
 # How often the scheduler looks up from waiting to see whether it was stopped.
 STOP_POLL = 0.2
+
+
+# Weight formats the Hub's default .gitattributes stores in LFS whatever their size.
+LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.gguf", "*.h5", "*.onnx", "*.msgpack",
+                "*.npy", "*.npz")
 
 
 def goes_to_lfs(file: LocalFile) -> bool:
     """Will the Hub store this file in LFS? Weight files (by the Hub's default .gitattributes) and anything over
     the regular-file limit; the preupload answer has the last word."""
-    return file.source is not None and (file.size > REGULAR_LIMIT or is_managed(file.path))
+    name = file.path.rsplit("/", 1)[-1]
+    return file.source is not None and (
+        file.size > REGULAR_LIMIT or any(fnmatch.fnmatchcase(name, pattern) for pattern in LFS_PATTERNS))
 
 
 class Uploads:
@@ -83,11 +92,12 @@ class Uploads:
             if count == 0:
                 self._done[branch].set()
         in_flight: set[str | None] = set()  # the objects being uploaded: a copy in another variant waits for them
-        with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS, thread_name_prefix="hubpub-upload") as pool:
+        with ThreadPoolExecutor(max_workers=UPLOAD_STREAMS, thread_name_prefix="hubpub-upload") as pool:
             running: dict[Future[None], tuple[Plan, list[LocalFile]]] = {}
             while (pending or running) and not self._stopped.is_set():
+                free = UPLOAD_STREAMS - sum(len(files) for _, files in running.values())
                 try:
-                    group = self._ready_group(pending, in_flight) if len(running) < UPLOAD_WORKERS else None
+                    group = self._ready_group(pending, in_flight, free) if free > 0 else None
                 except Exception as error:  # noqa: BLE001 - a file that could not be hashed fails its plan only
                     plan = next(p for p, f in pending if self._hashed(f) and self._failed_digest(f))
                     self._fail(plan, error)
@@ -100,7 +110,7 @@ class Uploads:
                     running[pool.submit(self.hub.upload_objects, plan.repo_id, plan.branch, files)] = (plan, files)
                     continue
                 waiting: list[Future[Any]] = list(running)
-                if len(running) < UPLOAD_WORKERS:
+                if free > 0:
                     waiting += [job for _, f in pending if (job := self._hashing_job(f)) is not None and not job.done()]
                 finished, _ = wait(waiting, timeout=STOP_POLL, return_when=FIRST_COMPLETED)
                 for future in [f for f in running if f in finished]:
@@ -120,13 +130,13 @@ class Uploads:
                     if left[plan.branch] == 0:
                         self._done[plan.branch].set()
 
-    def _ready_group(self, pending: list[tuple[Plan, LocalFile]], in_flight: set[str | None]
+    def _ready_group(self, pending: list[tuple[Plan, LocalFile]], in_flight: set[str | None], most: int
                      ) -> tuple[Plan, list[LocalFile]] | None:
-        """All hashed files of the first plan that has any, with their digests, but those whose object is being
-        uploaded already (for another variant: once it is up, the server has it)."""
+        """Up to `most` hashed files of the first plan that has any, with their digests, but those whose object
+        is being uploaded already (for another variant: once it is up, the server has it)."""
         for plan in dict.fromkeys(p for p, _ in pending):
             files = [self.digest(f) for p, f in pending if p is plan and self._hashed(f)]
-            files = [f for f in files if f.sha256 not in in_flight]
+            files = [f for f in files if f.sha256 not in in_flight][:most]
             if files:
                 return plan, files
         return None
