@@ -257,7 +257,7 @@ def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, as_jso
 
     settings = PushSettings(branch=branch, dry_run=True, prune=prune, card_only=card_only,
                             cache=_hash_cache_location())
-    _publish(plan_variants, manifest, settings, verbosity, as_json)
+    _run_push(plan_variants, manifest, settings, verbosity, as_json)
 
 
 @main.command()
@@ -290,7 +290,7 @@ def push(
         raise UsageError("give exactly one of --branch NAME or --all")
     settings = PushSettings(branch=branch, dry_run=dry_run, prune=prune, card_only=card_only, message=message,
                             tag=tag, cache=_hash_cache_location())
-    _publish(push_variants, manifest, settings, verbosity, as_json)
+    _run_push(push_variants, manifest, settings, verbosity, as_json)
 
 
 def _hash_cache_location() -> Path:
@@ -299,7 +299,7 @@ def _hash_cache_location() -> Path:
     return default_cache_location()
 
 
-def _publish(command: Callable[..., PushResult], manifest: str, settings: PushSettings, verbosity: int,
+def _run_push(command: Callable[..., PushResult], manifest: str, settings: PushSettings, verbosity: int,
              as_json: bool) -> None:
     """Run plan or push with events printed as they happen; with --json, print the report even on failure."""
     from publish.cli.console import Console
