@@ -7,88 +7,30 @@ Heavy libraries (torch, compressed-tensors) are imported only by the commands th
 from __future__ import annotations
 
 import atexit
-import functools
 import gc
 import json
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from publish import __version__
-from publish.errors import EXIT_FAILED, HubpubError, scrub
-from publish.events import Emit, ignore
+from publish.cli.common import branch_option, hash_cache_location, manifest_option, verbosity_options
+from publish.cli.common import hub as _hub
+from publish.cli.common import load as _load
+from publish.cli.common import reports_errors as _reports_errors
+from publish.cli.publishing import plan, push
+from publish.errors import EXIT_FAILED
 
 if TYPE_CHECKING:
     from publish.checkpoint.reportcache import ReportCache
-    from publish.commands.push import PushResult, PushSettings
-    from publish.hub.client import Hub
     from publish.hub.hashcache import HashCache
-    from publish.manifest.model import Manifest
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 # At exit, after every other exit handler, freeze what is left: the interpreter's final collections then skip the
 # object graph torch and transformers built (a check or a cold push imports them), whose teardown is slow and
 # useless at exit (bench/bench_push.py measures the whole process).
 atexit.register(gc.freeze)
-
-MANIFEST_HELP = "The manifest to read (default: ./branches.yaml)."
-
-
-def _reports_errors(command: F) -> F:
-    """Turn every HubpubError into its message and exit code; never show a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except HubpubError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(error.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted; nothing was half-written", err=True)
-            sys.exit(130)
-        except Exception as error:  # a bug in hubpub: say so, without a traceback or a token
-            if os.environ.get("HUBPUB_DEBUG"):
-                raise
-            click.echo(f"internal error: {scrub(f'{type(error).__name__}: {error}')}", err=True)
-            click.echo("  rerun with HUBPUB_DEBUG=1 for the traceback, and please report it", err=True)
-            sys.exit(EXIT_FAILED)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _load(manifest: str, allow_todo: bool = False) -> Manifest:
-    from publish.manifest.model import load_manifest
-
-    return load_manifest(Path(manifest), allow_todo=allow_todo)
-
-
-def verbosity_options(command: F) -> F:
-    """-q/--quiet and -v/--verbose, folded into one `verbosity` argument: -1 quiet, 0 normal, 1 verbose."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, quiet: bool, verbose: int, **kwargs: Any) -> Any:
-        if quiet and verbose:
-            from publish.errors import UsageError
-
-            raise UsageError("give at most one of -q/--quiet and -v/--verbose")
-        return command(*args, verbosity=-1 if quiet else min(verbose, 1), **kwargs)
-
-    wrapper = click.option("--verbose", "-v", count=True, help="Say more (progress lines without a terminal).")(wrapper)
-    wrapper = click.option("--quiet", "-q", is_flag=True, help="Print only errors (and reports asked for: --json, check findings, diffs).")(wrapper)
-    return wrapper  # type: ignore[return-value]
-
-
-manifest_option = click.option(
-    "--manifest", "-m", default="branches.yaml", show_default=True, metavar="FILE", help=MANIFEST_HELP
-)
-branch_option = click.option("--branch", "-b", metavar="NAME", help="Only this variant's branch (default: all).")
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="hubpub")
@@ -203,16 +145,10 @@ def init(folders: tuple[Path, ...], repo_id: str | None, out: Path, force: bool,
         click.echo(f"wrote {written}; fill in the fields marked TODO (`hubpub check` works meanwhile)")
 
 
-def _hub(emit: Emit = ignore) -> Hub:
-    from publish.hub.client import Hub
-
-    return Hub.from_environment(emit=emit)
-
-
 def _hash_cache() -> HashCache:
     from publish.hub.hashcache import HashCache
 
-    return HashCache(_hash_cache_location())
+    return HashCache(hash_cache_location())
 
 
 def _report_cache() -> ReportCache:
@@ -220,103 +156,6 @@ def _report_cache() -> ReportCache:
     from publish.hub.hashcache import default_cache_location
 
     return ReportCache(beside(default_cache_location()))
-
-
-# -- plan and push: one settings value (PushSettings), the options they share declared once -----------------------
-
-_prune_option = click.option(
-    "--prune", is_flag=True,
-    help="Also delete remote files that are not in the variant's folder (stale weight files go either way).")
-_card_only_option = click.option(
-    "--card-only", is_flag=True,
-    help="Only the README and the shared files; the weights already on each Hub revision are checked and kept.")
-_json_option = click.option("--json", "as_json", is_flag=True,
-                            help="Print a machine-readable report (versioned, stable keys).")
-
-
-def publishing_options(command: F) -> F:
-    """The options `plan` and `push` share: --manifest, --prune, --card-only, --json and -q/-v."""
-    for option in (verbosity_options, _json_option, _card_only_option, _prune_option, manifest_option):
-        command = option(command)
-    return command
-
-
-@main.command()
-@branch_option
-@publishing_options
-@_reports_errors
-def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, as_json: bool, verbosity: int) -> None:
-    """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing.
-
-    Files the manifest's `exclude:` globs leave out are listed, and so are a recipe or log beside the manifest
-    that `files:` does not list. Hashes only the files it must compare: those the Hub revision holds at the same
-    path and size.
-    """
-    from publish.commands.push import PushSettings
-    from publish.commands.push import plan as plan_variants
-
-    settings = PushSettings(branch=branch, dry_run=True, prune=prune, card_only=card_only,
-                            cache=_hash_cache_location())
-    _run_push(plan_variants, manifest, settings, verbosity, as_json)
-
-
-@main.command()
-@click.option("--branch", "-b", metavar="NAME", help="The variant to publish.")
-@click.option("--all", "all_", is_flag=True, help="Publish every variant, one commit per branch.")
-@click.option("--dry-run", is_flag=True, help="Check, render and plan; upload nothing.")
-@click.option("--message", metavar="MSG", help="The commit title (default: 'Publish <branch> with hubpub').")
-@click.option("--tag", metavar="RELEASE", help="Also tag each variant's commit on the Hub as RELEASE-<branch>.")
-@publishing_options
-@_reports_errors
-def push(
-    manifest: str, branch: str | None, all_: bool, dry_run: bool, message: str | None, tag: str | None,
-    prune: bool, card_only: bool, as_json: bool, verbosity: int,
-) -> None:
-    """Check, render and publish variants, each to its own branch in one atomic, verified commit.
-
-    The token comes from HF_TOKEN or `hf auth login` and is checked first (whoami): a missing, wrong or read-only
-    token fails before anything is hashed or created. HF_ENDPOINT selects a self-hosted Hub. Unchanged files are
-    skipped (local hashes are cached by path, size, mtime and inode), stale weight files are deleted in the same
-    commit, and a concurrent push to the branch is detected, never overwritten. A variant whose folder is missing
-    is an error; --card-only publishes the card of weights already on the Hub. A --tag that already names another
-    commit is refused before committing. Each step is reported as it happens; failed requests are retried
-    (honouring the Hub's Retry-After) and each retry is reported.
-    """
-    from publish.commands.push import PushSettings
-    from publish.commands.push import push as push_variants
-    from publish.errors import UsageError
-
-    if bool(branch) == all_:
-        raise UsageError("give exactly one of --branch NAME or --all")
-    settings = PushSettings(branch=branch, dry_run=dry_run, prune=prune, card_only=card_only, message=message,
-                            tag=tag, cache=_hash_cache_location())
-    _run_push(push_variants, manifest, settings, verbosity, as_json)
-
-
-def _hash_cache_location() -> Path:
-    from publish.hub.hashcache import default_cache_location
-
-    return default_cache_location()
-
-
-def _run_push(command: Callable[..., PushResult], manifest: str, settings: PushSettings, verbosity: int,
-             as_json: bool) -> None:
-    """Run plan or push with events printed as they happen; with --json, print the report even on failure."""
-    from publish.cli.console import Console
-
-    console = Console(verbosity, as_json=as_json)
-    try:
-        result = command(_load(manifest), _hub(console), settings, emit=console)
-    except HubpubError as error:
-        console.close()
-        if as_json:
-            click.echo(json.dumps(console.report(dry_run=settings.dry_run, error=str(error)), indent=2))
-        raise
-    console.close()
-    if as_json:
-        click.echo(json.dumps(console.report(dry_run=settings.dry_run), indent=2))
-    elif verbosity >= 0:
-        click.echo(f"hashed {result.hashed_bytes:,} bytes (the rest came from the hash cache)", err=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -466,6 +305,9 @@ def eval_run(manifest: str, reference: str, variant: str | None, reference_serve
     )
     _print_metrics(written, artifact, verbosity)
 
+
+main.add_command(plan)
+main.add_command(push)
 
 if __name__ == "__main__":
     main()
