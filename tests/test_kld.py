@@ -10,6 +10,7 @@ import pytest
 
 from publish.eval.metrics import (
     Chunk,
+    ColumnMatcher,
     NotADistribution,
     canonical_head,
     score_chunk,
@@ -142,6 +143,16 @@ def test_tied_tokens_are_ordered_by_id_whatever_order_a_backend_gave() -> None:
     wide_ids = np.array([[9, 8, 6, 5, *range(40, 0, -1)]], dtype=np.int32)
     wide_lp = np.log(np.array([[0.4, 0.3, 0.2, 0.05, *[0.05 / 40] * 40]]))
     assert canonical_head(wide_ids, wide_lp, 5).tolist() == [[9, 8, 6, 5, 1]]
+
+
+def test_a_reused_matcher_is_not_misled_by_earlier_lists() -> None:
+    rng = np.random.default_rng(5)
+    matcher = ColumnMatcher(vocab_size=30)
+    for rows, k, other_k in ((7, 6, 6), (5, 3, 6), (9, 6, 2), (7, 6, 6)):
+        ids = np.array([rng.permutation(30)[:k] for _ in range(rows)], dtype=np.int32)
+        other = np.array([rng.permutation(30)[:other_k] for _ in range(rows)], dtype=np.int32)
+        expected = [[list(o).index(t) if t in o else -1 for t in row] for row, o in zip(ids, other, strict=True)]
+        assert matcher.columns(ids, other).tolist() == expected
 
 
 def test_buckets_are_half_open_and_the_last_holds_one() -> None:

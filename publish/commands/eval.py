@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -193,7 +194,18 @@ def score(reference: Path, variants: Mapping[str, Path], method: str, approximat
     check_settings(method, approximation)
     ref = Dump(reference)
     opened = {branch: Dump(path) for branch, path in variants.items()}
-    statistics = compare(ref, opened, method, approximation)
+    # Hashing the dumps for their identities reads them whole: do it beside the scoring (hashlib and numpy both
+    # release the GIL).
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        digests = {dump.path: hasher.submit(file_sha256, dump.path) for dump in (ref, *opened.values())}
+        statistics = compare(ref, opened, method, approximation)
+
+    def identity(dump: Dump) -> dict[str, Any]:
+        info = dump.info
+        return {"model": info.model, "revision": info.revision, "weights_sha256": info.weights_sha256,
+                "backend": info.backend, "top_k": dump.top_k, "tokenizer_sha256": info.tokenizer_sha256,
+                "dump_sha256": digests[dump.path].result()}
+
     shared = {
         "hubpub_version": __version__,
         "config": {
@@ -201,21 +213,14 @@ def score(reference: Path, variants: Mapping[str, Path], method: str, approximat
             "dataset": {"name": ref.info.dataset, "split": ref.info.split, "text_sha256": ref.info.text_sha256},
             "sequence_length": ref.info.sequence_length, "samples": ref.info.samples,
         },
-        "reference": _identity(ref),
+        "reference": identity(ref),
         "tokenizer": {"name": ref.info.tokenizer, "sha256": ref.info.tokenizer_sha256},
     }
-    artifact = new_artifact(shared, [{"branch": branch, "identity": _identity(opened[branch]),
+    artifact = new_artifact(shared, [{"branch": branch, "identity": identity(opened[branch]),
                                       "statistics": statistics[branch].to_json()} for branch in opened])
     if out is not None:
         write_artifact(out, artifact)
     return artifact
-
-
-def _identity(dump: Dump) -> dict[str, Any]:
-    info = dump.info
-    return {"model": info.model, "revision": info.revision, "weights_sha256": info.weights_sha256,
-            "backend": info.backend, "top_k": dump.top_k, "tokenizer_sha256": info.tokenizer_sha256,
-            "dump_sha256": file_sha256(dump.path)}
 
 
 def run(manifest: Manifest, reference: ModelSource, variants: Mapping[str, ModelSource] | None = None, *,

@@ -44,7 +44,7 @@ EPS = 1e-30
 # How far a row's probabilities may sum above 1 (float32 rounding of K log-probs) before the dump is refused:
 # more than that is not a distribution (logits, or log-probs after a sampling transform).
 NORMALIZATION_TOLERANCE = 1e-4
-# Elements of the scratch table that maps token ids to the other model's log-probs (float64: 64 MB).
+# Elements of the scratch table that maps token ids to columns of the other model's list (int32: 32 MB).
 LOOKUP_ELEMENTS = 8_000_000
 
 Floats = npt.NDArray[np.float64]
@@ -111,19 +111,21 @@ class PositionScores:
         return self.agreement[:, 0]
 
 
-def score_chunk(chunk: Chunk, approximation: str, vocab_size: int) -> PositionScores:
+def score_chunk(chunk: Chunk, approximation: str, vocab_size: int,
+                matcher: ColumnMatcher | None = None) -> PositionScores:
     """Per-position divergences both ways, coverage, agreement and the correct token's log-probabilities.
 
-    Raises NotADistribution when a row of either dump sums to more than 1.
+    Pass one `matcher` for all chunks to reuse its scratch table. Raises NotADistribution when a row of either
+    dump sums to more than 1.
     """
     if approximation not in APPROXIMATIONS:
         raise ValueError(f"unknown approximation {approximation!r}; use one of {', '.join(APPROXIMATIONS)}")
     ref_lp = np.asarray(chunk.ref_logprobs, dtype=np.float64)
     var_lp = np.asarray(chunk.var_logprobs, dtype=np.float64)
     ref_p, var_p = np.exp(ref_lp), np.exp(var_lp)
-    coverage = ref_p.sum(axis=1)
+    coverage, var_mass = ref_p.sum(axis=1), var_p.sum(axis=1)
     _check_normalized(coverage, "reference")
-    _check_normalized(var_p.sum(axis=1), "variant")
+    _check_normalized(var_mass, "variant")
     if approximation == "full-vocab":
         if chunk.ref_full is None or chunk.var_full is None:
             raise ValueError("full-vocab needs both dumps' full distributions (dumps made with top-K ≥ vocab)")
@@ -132,18 +134,21 @@ def score_chunk(chunk: Chunk, approximation: str, vocab_size: int) -> PositionSc
         kl = (np.exp(full_ref) * (full_ref - full_var)).sum(axis=1)
         reverse = (np.exp(full_var) * (full_var - full_ref)).sum(axis=1)
     else:
-        same_ids = chunk.ref_ids.shape == chunk.var_ids.shape and np.array_equal(chunk.ref_ids, chunk.var_ids)
-        var_at_ref = var_lp if same_ids else logprobs_at(chunk.ref_ids, chunk.var_ids, var_lp, vocab_size)
-        ref_at_var = ref_lp if same_ids else logprobs_at(chunk.var_ids, chunk.ref_ids, ref_lp, vocab_size)
+        if chunk.ref_ids.shape == chunk.var_ids.shape and np.array_equal(chunk.ref_ids, chunk.var_ids):
+            var_at_ref, ref_at_var = var_lp, ref_lp
+        else:
+            forward, backward = (matcher or ColumnMatcher(vocab_size)).both_ways(chunk.ref_ids, chunk.var_ids)
+            var_at_ref, ref_at_var = logprobs_at(forward, var_lp, var_mass), logprobs_at(backward, ref_lp, coverage)
         complete = chunk.ref_ids.shape[1] >= vocab_size  # the top-K is the whole vocabulary: no tail
         kl = _divergence(ref_p, ref_lp, coverage, var_at_ref, approximation, complete)
-        reverse = _divergence(var_p, var_lp, var_p.sum(axis=1), ref_at_var, approximation, complete)
+        reverse = _divergence(var_p, var_lp, var_mass, ref_at_var, approximation, complete)
     rows = len(ref_lp)
     missing = np.full(rows, np.nan)
     return PositionScores(
         # Both are KLs of normalized distributions (checked above), so a value below zero is float rounding.
         kl=np.maximum(kl, 0.0), kl_reverse=np.maximum(reverse, 0.0), coverage=coverage,
-        reference_top1=ref_p[:, 0], agreement=top_k_agreement(chunk.ref_ids, chunk.var_ids, ref_lp, var_lp),
+        reference_top1=ref_p[:, 0].copy(),  # a view would keep the whole [rows, K] array alive
+        agreement=top_k_agreement(chunk.ref_ids, chunk.var_ids, ref_lp, var_lp),
         reference_target=missing if chunk.ref_target is None else np.asarray(chunk.ref_target, dtype=np.float64),
         variant_target=missing if chunk.var_target is None else np.asarray(chunk.var_target, dtype=np.float64),
     )
@@ -170,31 +175,62 @@ def _divergence(p: Floats, p_lp: Floats, coverage: Floats, q_lp: Floats, approxi
     return inside / coverage - np.log(coverage) + np.log(np.maximum(q_mass, EPS))
 
 
-def logprobs_at(ids: Ints, other_ids: Ints, other_logprobs: npt.ArrayLike, vocab_size: int) -> Floats:
-    """The other model's log-probability of each token in `ids`, [rows, K], missing ones imputed.
+class ColumnMatcher:
+    """Finds, row by row, where each token of one top-K list sits in another: [rows, K] column indices, −1 where
+    it is absent. A scratch table maps (row, token id) to a position in the other list; it is filled for a group
+    of rows at a time, never cleared (a stale entry is recognised: the position it names is in another row or
+    holds another token), and reused."""
 
-    A token outside the other model's top-K gets min(its K-th probability, its tail mass / missing count).
-    """
-    other_lp = np.asarray(other_logprobs, dtype=np.float64)
-    rows = ids.shape[0]
-    width = int(max(vocab_size, int(ids.max(initial=0)) + 1, int(other_ids.max(initial=0)) + 1))
-    group = max(1, min(rows, LOOKUP_ELEMENTS // width))
-    table = np.full(group * width, np.nan)
-    out = np.empty(ids.shape, dtype=np.float64)
-    for start in range(0, rows, group):
-        stop = min(rows, start + group)
-        offsets = (np.arange(stop - start, dtype=np.int64) * width)[:, None]
-        other_keys = (other_ids[start:stop].astype(np.int64) + offsets).ravel()
-        table[other_keys] = other_lp[start:stop].ravel()
-        out[start:stop] = table[(ids[start:stop].astype(np.int64) + offsets).ravel()].reshape(stop - start, -1)
-        table[other_keys] = np.nan
-    missing = np.isnan(out)
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+        self._table = np.zeros(0, dtype=np.int32)
+
+    def columns(self, ids: Ints, other_ids: Ints) -> npt.NDArray[np.int32]:
+        """For each entry of `ids`, its column in the same row of `other_ids`, or −1."""
+        rows, width = ids.shape[0], other_ids.shape[1]
+        span = int(max(self.vocab_size, int(ids.max(initial=0)) + 1, int(other_ids.max(initial=0)) + 1))
+        group = max(1, min(rows, LOOKUP_ELEMENTS // span))
+        if self._table.size < group * span:
+            self._table = np.zeros(group * span, dtype=np.int32)
+        table = self._table
+        out = np.empty(ids.shape, dtype=np.int32)
+        for start in range(0, rows, group):
+            count = min(rows, start + group) - start
+            offsets = (np.arange(count, dtype=np.int32) * span)[:, None]  # < LOOKUP_ELEMENTS: int32 is enough
+            other, wanted = other_ids[start:start + count], ids[start:start + count]
+            table[(other + offsets).ravel()] = np.arange(other.size, dtype=np.int32)
+            found = table[(wanted + offsets).ravel()].reshape(wanted.shape)
+            # A stale entry (from an earlier group or call) names a position in another row or holding another token.
+            np.clip(found, 0, other.size - 1, out=found)
+            column = found - (np.arange(count, dtype=np.int32) * width)[:, None]
+            hit = (other.ravel()[found] == wanted) & (column >= 0) & (column < width)
+            out[start:start + count] = np.where(hit, column, -1)
+        return out
+
+    def both_ways(self, ref_ids: Ints, var_ids: Ints) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """(each reference token's column in the variant's list, each variant token's column in the reference's)."""
+        forward = self.columns(ref_ids, var_ids)
+        rows, width = var_ids.shape
+        size = rows * width
+        # Scatter each match back to the variant's position; misses all land on one spare slot at the end.
+        backward = np.full(size + 1, -1, dtype=np.int32)
+        where = np.where(forward >= 0, forward + (np.arange(rows, dtype=np.int32) * width)[:, None], size)
+        backward[where.ravel()] = np.broadcast_to(np.arange(forward.shape[1], dtype=np.int32), forward.shape).ravel()
+        return forward, backward[:size].reshape(rows, width)
+
+
+def logprobs_at(columns: npt.NDArray[np.int32], other_logprobs: Floats, other_mass: Floats) -> Floats:
+    """The other model's log-probability at `columns` (from ColumnMatcher), [rows, K]; a token it does not list
+    gets min(its K-th probability, its tail mass 1 − `other_mass` / the number of such tokens)."""
+    rows, width = other_logprobs.shape
+    flat = columns + (np.arange(rows, dtype=np.int32) * width)[:, None]
+    missing = columns < 0
+    out = other_logprobs.ravel()[np.maximum(flat, 0, out=flat)]
     if missing.any():
         count = missing.sum(axis=1)
-        tail = np.clip(1.0 - np.exp(other_lp).sum(axis=1), EPS, 1.0)
-        spread = np.log(tail) - np.log(np.maximum(count, 1))
-        imputed = np.minimum(other_lp.min(axis=1), spread)
-        out = np.where(missing, imputed[:, None], out)
+        tail = np.clip(1.0 - other_mass, EPS, 1.0)
+        imputed = np.minimum(other_logprobs.min(axis=1), np.log(tail) - np.log(np.maximum(count, 1)))
+        np.copyto(out, np.broadcast_to(imputed[:, None], out.shape), where=missing)
     return out
 
 

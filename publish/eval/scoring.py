@@ -14,6 +14,7 @@ from publish.eval.metrics import (
     APPROXIMATIONS,
     METHODS,
     Chunk,
+    ColumnMatcher,
     NotADistribution,
     PositionScores,
     score_chunk,
@@ -51,6 +52,7 @@ def compare(reference: Dump, variants: Mapping[str, Dump], method: str,
     width = max(reference.top_k, *(v.top_k for v in variants.values()), reference.info.vocab_size if full else 0)
     per_chunk = max(1, CHUNK_ELEMENTS // max(1, (stop - start) * width))
     scores: dict[str, list[PositionScores]] = {name: [] for name in variants}
+    matcher = ColumnMatcher(reference.info.vocab_size)
     for first in range(0, reference.info.samples, per_chunk):
         windows = slice(first, min(reference.info.samples, first + per_chunk))
         ref = _side(reference, windows, rows, full)
@@ -58,7 +60,7 @@ def compare(reference: Dump, variants: Mapping[str, Dump], method: str,
             var = _side(dump, windows, rows, full)
             chunk = Chunk(ref[0], ref[1], var[0], var[1], ref[2], var[2], ref[3], var[3])
             try:
-                scores[name].append(score_chunk(chunk, approximation, reference.info.vocab_size))
+                scores[name].append(score_chunk(chunk, approximation, reference.info.vocab_size, matcher))
             except NotADistribution as error:
                 culprit = reference if error.which == "reference" else dump
                 raise DumpError(f"{error}: these are not log-probabilities", file=culprit.path,
