@@ -23,7 +23,6 @@ from tests.fixtures.checkpoints import (
     MTP_REGEX,
     SIDECAR_FILE,
     build_checkpoint,
-    build_pair,
     model_config,
     tiny_shard_bytes,
 )
@@ -86,9 +85,9 @@ def snapshot(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Both good variants, built once for the module."""
-    return build_pair(tmp_path_factory.mktemp("good"))
+def good(checkpoints: dict[str, Path]) -> dict[str, Path]:
+    """Both good variants: the session's own build (conftest.checkpoints), not a second one."""
+    return checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -334,6 +333,7 @@ def test_sparse_tiny_matches_real_tiny_byte_for_byte(tmp_path: Path, good: dict[
             assert a == b, path.name
 
 
+@pytest.mark.slow
 def test_sparse_module_does_not_import_torch() -> None:
     code = "import sys, bench.sparse; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, timeout=60).returncode == 0

@@ -178,7 +178,7 @@ def test_a_setting_given_in_both_places_must_agree(project: Path) -> None:
     manifest = with_artifact(project, version2(main=SEED), sequence_length=4096)
     found = e1(manifest)
     assert [f.message for f in found] == ["sequence_length: manifest says 4096, kld.json says 2048"]
-    assert "remove sequence_length from evaluation.kld" in found[0].hint
+    assert "write what kld.json says in evaluation.kld.sequence_length" in found[0].hint
     with pytest.raises(FactMismatch, match="sequence_length"):
         render(load_manifest(manifest))
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from publish.checkpoint.model import CONFIG_FILE, Checkpoint
+from publish.checkpoint.model import CONFIG_FILE, NO_QUANTIZATION_CONFIG, Checkpoint, refused_config
 from publish.manifest.model import FAMILIES, Variant
 
 # Sizes on cards are rounded (36.78 GB shows as 36.8); an accidentally quantized or dropped family moves the
@@ -63,10 +63,9 @@ def derive_facts(checkpoint: Checkpoint) -> WeightFacts:
     scale = _only(m.scale_dtype for m in modules)
     refusal = f"{CONFIG_FILE}: {checkpoint.unsupported}" if checkpoint.unsupported else None
     if refusal is None and checkpoint.quantization_error:
-        refusal = f"compressed-tensors refuses the quantization_config: {checkpoint.quantization_error}"
+        refusal = refused_config(checkpoint)
     if refusal is None and checkpoint.quantization_raw is None:
-        refusal = (f"{CONFIG_FILE} has no quantization_config (also looked in text_config and compression_config, "
-                   "as vLLM does)")
+        refusal = f"{CONFIG_FILE} has {NO_QUANTIZATION_CONFIG}"
     if refusal is None and not modules:
         refusal = "no module is stored quantized"
     if refusal is None and len(used) < len(modules):

@@ -15,9 +15,18 @@ from typing import Literal
 from publish.checkpoint.facts import SIZE_TOLERANCE, same_scheme_name, size_matches
 from publish.checkpoint.families import family_of
 from publish.checkpoint.formats import Scheme, supported_formats, text
-from publish.checkpoint.model import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint, QuantizedModule
+from publish.checkpoint.model import (
+    CONFIG_FILE,
+    INDEX_FILE,
+    NO_QUANTIZATION_CONFIG,
+    SIDECAR_FILE,
+    Checkpoint,
+    QuantizedModule,
+    refused_config,
+)
 from publish.checkpoint.quantconfig import Matcher
 from publish.manifest.model import FAMILIES, Variant
+from publish.util.modelconfig import text_setting
 
 Severity = Literal["error", "warning"]
 REPEATS_SHOWN = 3  # findings shown per (code, parameter) before the rest are counted in one
@@ -79,12 +88,12 @@ def check_config(checkpoint: Checkpoint, variant: Variant) -> Iterator[Finding]:
     raw, config = checkpoint.quantization_raw, checkpoint.quantization
     if raw is None:
         yield error("C1", f"{CONFIG_FILE}: quantization_config",
-                    "no quantization_config (also looked in text_config and compression_config, as vLLM does)",
+                    NO_QUANTIZATION_CONFIG,
                     "export with a compressed-tensors format (AutoRound format='llm_compressor')")
         return
     if config is None:
         yield error("C1", f"{CONFIG_FILE}: quantization_config",
-                    f"compressed-tensors refuses the quantization_config: {checkpoint.quantization_error}",
+                    refused_config(checkpoint),
                     "fix the config so QuantizationConfig.model_validate accepts it")
         return
     where = f"{CONFIG_FILE}: quantization_config"
@@ -147,9 +156,7 @@ def _check_sidecar(checkpoint: Checkpoint) -> Iterator[Finding]:
 
 
 def _check_mtp_declared(checkpoint: Checkpoint) -> Iterator[Finding]:
-    config = checkpoint.config or {}
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
-    declared = (text or {}).get("mtp_num_hidden_layers", config.get("mtp_num_hidden_layers")) or 0
+    declared = text_setting(checkpoint.config, "mtp_num_hidden_layers") or 0
     present = any(name.startswith("mtp.") for name in checkpoint.tensors)
     if declared and not present:
         yield error("C5", f"{CONFIG_FILE}: mtp_num_hidden_layers",

@@ -14,6 +14,7 @@ from typing import Any
 
 from publish.checkpoint.families import family_of
 from publish.checkpoint.formats import Scheme
+from publish.util.modelconfig import text_setting
 
 INDEX_FILE = "model.safetensors.index.json"
 CONFIG_FILE = "config.json"
@@ -155,8 +156,14 @@ class Checkpoint:
 
 
 
+# Why a checkpoint cannot be understood, worded once for the findings (C1) and the facts' refusal.
+NO_QUANTIZATION_CONFIG = "no quantization_config (also looked in text_config and compression_config, as vLLM does)"
+
+
+def refused_config(checkpoint: Checkpoint) -> str:
+    return f"compressed-tensors refuses the quantization_config: {checkpoint.quantization_error}"
+
+
 def ties_embeddings(config: Mapping[str, Any] | None) -> bool:
     """config.json's tie_word_embeddings, from text_config where a multimodal model keeps it."""
-    config = config or {}
-    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
-    return bool((text_config or {}).get("tie_word_embeddings", config.get("tie_word_embeddings")))
+    return bool(text_setting(config, "tie_word_embeddings"))

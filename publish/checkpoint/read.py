@@ -22,6 +22,7 @@ from typing import Any
 from publish.checkpoint.build import build_checkpoint
 from publish.checkpoint.model import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint
 from publish.errors import CheckpointError
+from publish.util.safetensors_header import raw_header
 
 # ---------------------------------------------------------------------------------------------------------------
 # I/O: reading a local folder
@@ -36,7 +37,7 @@ def read_checkpoint(folder: Path) -> Checkpoint:
 @contextmanager
 def without_gc() -> Iterator[None]:
     """Pause the cyclic garbage collector: a 56k-tensor MoE allocates a few hundred thousand small acyclic objects,
-    and with torch's heap loaded each collection they trigger rescans it all (a second of a 1.5 s read)."""
+    and with torch's heap loaded each collection they trigger rescans it all (bench/bench_moe.py measures it)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -84,10 +85,10 @@ def _read_checkpoint(folder: Path) -> Checkpoint:
 
 def _weight_shapes(path: Path, meta: Any, handle: Any) -> dict[str, tuple[int, ...]]:
     """module -> the value of its weight_shape tensor. The usual I64 [2] is read as 16 bytes at its offset (a
-    MoE has tens of thousands; safetensors' get_tensor costs ~10 µs each); anything else through safe_open."""
+    MoE has tens of thousands, and a get_tensor call each would dominate the read); anything else through safe_open."""
     found: dict[str, tuple[int, ...]] = {}
     with path.open("rb") as raw:
-        data_start = 8 + struct.unpack("<Q", raw.read(8))[0]
+        data_start = len(raw_header(raw))
         for name, info in meta.tensors.items():
             if not name.endswith(".weight_shape"):
                 continue

@@ -1,8 +1,8 @@
 """Check reports remembered by what they were computed from, so a push of unchanged weights does not re-check.
 
-Checking needs compressed-tensors, whose import (it loads torch) costs seconds, while the checks themselves take
-milliseconds. A report is reused only when the hubpub version, the variant's manifest entry and every file of
-the checkpoint folder (path, size, mtime, inode: the hash cache's own validity rule) are unchanged. `hubpub check`
+Checking needs compressed-tensors, whose import (it loads torch) costs far more than the checks themselves. A
+report is reused only when the hubpub version, the variant's manifest entry and every file of the checkpoint
+folder (path, size, mtime, inode: the hash cache's own validity rule) are unchanged. `hubpub check`
 always checks afresh and records its reports; `hubpub push` reuses them.
 """
 
@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from publish import __version__
-from publish.hub.hashcache import stamp
-from publish.util.atomic import atomic_write
+from publish.util.hashing import stamp
+from publish.util.jsonstore import JsonStore
 
 # 2: facts carry the format, scheme and any refusal; a report without them could back a wrong card.
-CACHE_VERSION = 2
+REPORT_CACHE_VERSION = 2
 MAX_REPORTS = 64  # reports kept; the oldest go first
 FRONT_MATTER = "front-matter"  # the entry holding verified front matter keys
 
@@ -36,15 +36,10 @@ class ReportCache:
 
     def __init__(self, location: Path | None) -> None:
         self.location = location
-        self._entries: dict[str, dict[str, Any]] = {}
+        self._store = JsonStore(location, REPORT_CACHE_VERSION)
+        entries = self._store.load().get("entries")
+        self._entries: dict[str, dict[str, Any]] = dict(entries) if isinstance(entries, dict) else {}
         self._dirty = False
-        if location is not None and location.is_file():
-            try:
-                data = json.loads(location.read_text(encoding="utf-8"))
-                if data.get("version") == CACHE_VERSION:
-                    self._entries = dict(data["entries"])
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                self._entries = {}  # a corrupt cache only costs a re-check
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self._entries.get(key)
@@ -67,5 +62,5 @@ class ReportCache:
     def save(self) -> None:
         if self.location is None or not self._dirty:
             return
-        atomic_write(self.location, json.dumps({"version": CACHE_VERSION, "entries": self._entries}))
+        self._store.save({"entries": self._entries})
         self._dirty = False

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from publish import __version__
 from publish.errors import DumpError, UsageError
-from publish.eval.dumps import Dump, DumpInfo, assemble, file_sha256, make_windows, partial_folder
+from publish.eval.dumps import Dump, DumpInfo, assemble, make_windows, partial_folder
 from publish.manifest.kldartifact import artifact_path, new_artifact, read_artifact, weights_sha256, write_artifact
 from publish.manifest.model import Manifest
+from publish.util.hashing import sha256_file
 
 if TYPE_CHECKING:
     from publish.eval.backends import WindowProgress
@@ -146,7 +147,7 @@ def dump(source: ModelSource, out: Path, *, text: TextSource | None = None, wind
     # A finished dump of the same model, text and K is kept, before paying for loading the model.
     finished = _finished_dump(out, info, windows)
     if finished is not None:
-        return DumpResult(out, file_sha256(out), finished, reused=True)
+        return DumpResult(out, sha256_file(out), finished, reused=True)
     run = settings.execution
     backend: Any
     workers = run.workers
@@ -197,7 +198,7 @@ def score(reference: Path, variants: Mapping[str, Path], method: str, approximat
     # Hashing the dumps for their identities reads them whole: do it beside the scoring (hashlib and numpy both
     # release the GIL).
     with ThreadPoolExecutor(max_workers=1) as hasher:
-        digests = {dump.path: hasher.submit(file_sha256, dump.path) for dump in (ref, *opened.values())}
+        digests = {dump.path: hasher.submit(sha256_file, dump.path) for dump in (ref, *opened.values())}
         statistics = compare(ref, opened, method, approximation)
 
     def identity(dump: Dump) -> dict[str, Any]:

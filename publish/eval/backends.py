@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from publish.errors import DumpError, EvalError
 from publish.eval.dumps import DumpInfo, WindowLogprobs, partial_done, write_partial
+from publish.util.modelconfig import text_setting
 
 # Called with (windows done, windows in all) when a dump starts and after each window.
 WindowProgress = Callable[[int, int], None]
@@ -136,7 +137,7 @@ def vocab_size(model: str, tokenizer: Any) -> int:
     path = Path(model) / "config.json"
     if path.is_file():
         config = json.loads(path.read_text(encoding="utf-8"))
-        size = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+        size = text_setting(config, "vocab_size")
         if size:
             return int(size)
     else:

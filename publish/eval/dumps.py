@@ -12,10 +12,8 @@ the dump without holding it in memory.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
-import struct
 import threading
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -25,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from publish.errors import DumpError
+from publish.util.safetensors_header import encode_header, read_header
 
 DUMP_FORMAT = "hubpub-logprobs"
 # Version 2 added `target_logprobs`; a version 1 dump is made again.
@@ -172,15 +171,13 @@ def assemble(folder: Path, out: Path, info: DumpInfo) -> str:
         size = count * int(np.prod(shape)) * np.dtype(np_dtype).itemsize
         header[name] = {"dtype": dtype, "shape": [count, *shape], "data_offsets": [offset, offset + size]}
         offset += size
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * (-len(encoded) % 8)
+    encoded = encode_header(header)
     digest = hashlib.sha256()
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(tmp, "wb") as handle:
-        for block in (struct.pack("<Q", len(encoded)), encoded):
-            handle.write(block)
-            digest.update(block)
+        handle.write(encoded)
+        digest.update(encoded)
         for name, shape in shapes.items():
             for path in paths:
                 with safe_open(str(path), framework="numpy") as part:
@@ -251,17 +248,10 @@ class Dump:
 
 def _read_header(path: Path) -> tuple[dict[str, Any], int]:
     try:
-        with open(path, "rb") as handle:
-            size = struct.unpack("<Q", handle.read(8))[0]
-            if size > 100_000_000:
-                raise ValueError("header too large")
-            header = json.loads(handle.read(size))
-    except (OSError, ValueError, struct.error) as error:
+        return read_header(path)
+    except (OSError, ValueError) as error:
         raise DumpError(f"not a readable safetensors file: {error}", file=path,
                         hint="make the dump again with `hubpub eval dump`") from None
-    if not isinstance(header, dict):
-        raise DumpError("not a safetensors header", file=path, hint="make the dump again with `hubpub eval dump`")
-    return header, 8 + size
 
 
 def _read_into(handle: Any, view: np.ndarray, offset: int) -> None:
@@ -272,11 +262,3 @@ def _read_into(handle: Any, view: np.ndarray, offset: int) -> None:
         if not count:
             raise DumpError("the dump is truncated", file=handle.name, hint="make the dump again")
         done += count
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()

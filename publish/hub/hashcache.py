@@ -8,7 +8,6 @@ stored as regular git files, the git blob id (what the Hub reports for non-LFS f
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -16,12 +15,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from publish.util.atomic import atomic_write
+from publish.util.hashing import chunks, stamp
+from publish.util.jsonstore import JsonStore
 
-CHUNK = 8 * 1024 * 1024
 # The Hub stores files up to 10 MiB as regular git blobs unless .gitattributes routes them to LFS.
 REGULAR_LIMIT = 10 * 1024 * 1024
-CACHE_VERSION = 1
+HASH_CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -36,12 +35,6 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def stamp(path: Path) -> list[int]:
-    """What must not change for a cached fact about a file to stay true: size, mtime (ns), inode."""
-    stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
-
-
 def digest_bytes(data: bytes) -> Digest:
     return Digest(len(data), hashlib.sha256(data).hexdigest(), git_blob_id(data))
 
@@ -51,11 +44,10 @@ def digest_file(path: Path) -> Digest:
     size = path.stat().st_size
     sha256 = hashlib.sha256()
     sha1 = hashlib.sha1(b"blob %d\0" % size) if size <= REGULAR_LIMIT else None
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            sha256.update(chunk)
-            if sha1 is not None:
-                sha1.update(chunk)
+    for chunk in chunks(path):
+        sha256.update(chunk)
+        if sha1 is not None:
+            sha1.update(chunk)
     return Digest(size, sha256.hexdigest(), sha1.hexdigest() if sha1 else None)
 
 
@@ -88,19 +80,16 @@ class HashCache:
 
     def __init__(self, location: Path | None) -> None:
         self.location = location
+        self._store = JsonStore(location, HASH_CACHE_VERSION)
         self.hashed_bytes = 0  # bytes actually read this run: 0 on a warm cache
         self._entries: dict[str, list[object]] = {}
         self._clean: dict[str, list[int]] = {}  # files scanned and found free of tokens, by the same identity
         self._dirty = False
         self._lock = threading.Lock()
-        if location is not None and location.is_file():
-            try:
-                data = json.loads(location.read_text(encoding="utf-8"))
-                if data.get("version") == CACHE_VERSION:
-                    self._entries = data["entries"]
-                    self._clean = dict(data.get("clean") or {})
-            except (OSError, ValueError, KeyError, AttributeError):
-                self._entries = {}  # a corrupt cache only costs a re-hash
+        data = self._store.load()
+        if isinstance(data.get("entries"), dict):
+            self._entries = data["entries"]
+            self._clean = dict(data.get("clean") or {})
 
     def digest(self, path: Path) -> Digest:
         real = path.resolve()
@@ -153,8 +142,7 @@ class HashCache:
     def save(self) -> None:
         if self.location is None or not self._dirty:
             return
-        atomic_write(self.location, json.dumps({"version": CACHE_VERSION, "entries": self._entries,
-                                                "clean": self._clean}))
+        self._store.save({"entries": self._entries, "clean": self._clean})
         self._dirty = False
 
 

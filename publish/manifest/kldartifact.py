@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from publish.errors import DumpError, FactMismatch
 from publish.manifest.artifactschema import consistency, malformed, seal, summary
 from publish.manifest.evaluation import Dataset, Evaluation, Kld, KldMetrics, KldResult
 from publish.manifest.model import Manifest
+from publish.util.safetensors_header import HeaderError, raw_header
 
 ARTIFACT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -148,8 +148,8 @@ def check_artifact(manifest: Manifest, branch: str | None = None) -> list[KldPro
     try:
         found = problems(manifest, read_artifact(path))
     except DumpError as error:
-        found = [KldProblem(error.message if error.field is None else f"{error.field}: {error.message}",
-                            error.hint or "", None)]
+        found = [KldProblem(str(error).partition("\n  hint: ")[0], error.hint or "run `hubpub eval run` to produce "
+                                                                             "it again")]
     return [p for p in found if branch is None or p.branch in (None, branch)]
 
 
@@ -170,7 +170,8 @@ def problems(manifest: Manifest, artifact: KldArtifact) -> list[KldProblem]:
         if measured and current and measured != current:
             found.append(KldProblem(
                 f"{name} was measured on other weights than those at {folder} (weights sha256 {measured[:12]}…, "
-                f"found {current[:12]}…)", "run `hubpub eval run` again on these weights", branch))
+                f"found {current[:12]}…)", f"run `hubpub eval run` again on these weights, or point variant "
+                                          f"{branch!r}'s `path:` at the weights that were measured", branch))
     return found
 
 
@@ -184,11 +185,11 @@ def weights_sha256(folder: Path) -> str | None:
     shards = sorted(folder.glob("*.safetensors"))
     if len(shards) != 1:
         return None
-    with open(shards[0], "rb") as handle:
-        size = handle.read(8)
-        if len(size) < 8:
-            return None
-        return hashlib.sha256(size + handle.read(struct.unpack("<Q", size)[0])).hexdigest()
+    try:
+        with open(shards[0], "rb") as handle:
+            return hashlib.sha256(raw_header(handle)).hexdigest()
+    except (OSError, HeaderError):
+        return None
 
 
 def differences(kld: Kld, artifact: KldArtifact, branches: tuple[str, ...]) -> list[KldProblem]:
@@ -210,8 +211,8 @@ def differences(kld: Kld, artifact: KldArtifact, branches: tuple[str, ...]) -> l
     if kld.positions is not None:
         pairs.append(("positions", kld.positions, artifact.variants[0].summary["positions"]))
     found = [KldProblem(f"{field}: manifest says {mine!r}, {name} says {theirs!r}",
-                        f"remove {field} from evaluation.kld (it is taken from {name}), or run `hubpub eval run` "
-                        "again with this configuration")
+                        f"write what {name} says in evaluation.kld.{field}, or run `hubpub eval run` again if the "
+                        "manifest is right")
              for field, mine, theirs in pairs if mine != theirs]
     if artifact.version == 1 and len(branches) > 1:
         found.append(KldProblem(f"{name} is version 1, which holds one variant; evaluation.kld names "
@@ -229,7 +230,8 @@ def differences(kld: Kld, artifact: KldArtifact, branches: tuple[str, ...]) -> l
             found.append(KldProblem(
                 f"metrics.{field}: manifest says {_printed(mine)}, {name} says {_printed(figures.summary[field])} "
                 "(compared as the card prints them)",
-                f"remove metrics from evaluation.kld (the card takes them from {name}) or correct metrics.{field}",
+                f"remove the hand-written evaluation.kld.metrics.{field} (the card takes it from {name}), or run "
+                "`hubpub eval run` again",
                 kld.branch))
     return found
 
