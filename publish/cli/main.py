@@ -376,12 +376,13 @@ def eval_score(reference: Path, variants: tuple[Path, ...], branches: tuple[str,
 @manifest_option
 @click.option("--reference", required=True, metavar="PATH_OR_ID", help="The unquantized base model.")
 @click.option("--reference-server", metavar="URL", help="Serve the reference from this OpenAI-compatible server.")
-@click.option("--reference-served-model", metavar="NAME")
+@click.option("--reference-served-model", metavar="NAME", help="The name it serves the reference as (default: --reference).")
 @click.option("--variant", "variant_paths", multiple=True, metavar="[BRANCH=]PATH_OR_ID",
               help="A branch's model (default: its folder in the manifest); repeat for several branches.")
 @click.option("--variant-server", "variant_servers", multiple=True, metavar="[BRANCH=]URL",
               help="Serve a branch's model (bare URL: every branch's) from this OpenAI-compatible server.")
-@click.option("--variant-served-model", "variant_served", multiple=True, metavar="[BRANCH=]NAME")
+@click.option("--variant-served-model", "variant_served", multiple=True, metavar="[BRANCH=]NAME",
+              help="The name the server serves a branch's model as (default: its --variant).")
 @evo.tokenizer_option
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the dumps go (default: .hubpub-eval/ next to the manifest).")

@@ -28,14 +28,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from publish.eval.metrics import PositionScores
+from publish.eval.metrics import Floats, PositionScores
 from publish.manifest.artifactschema import PERCENTILES, percentile_key
 
 TOP1_EDGES = (0.0, 0.25, 0.5, 0.75, 0.95, 1.0)
-
-Floats = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
