@@ -415,6 +415,17 @@ def test_a_bare_variant_path_is_refused_when_several_branches_are_evaluated(proj
     assert "does not say which branch it is for" in done.stderr and "--variant BRANCH=" in done.stderr
 
 
+def test_a_missing_variant_folder_is_refused_before_the_reference_is_dumped(project: Path,
+                                                                           tiny: kldmodels.TinyModels,
+                                                                           loads: list[str]) -> None:
+    manifest = two_variant_manifest(project, tiny)
+    manifest.write_text(manifest.read_text().replace(str(tiny.variant4), str(project.parent / "missing")))
+    done = hubpub("eval", "run", "--manifest", str(manifest), "--reference", str(tiny.reference),
+                  cwd=manifest.parent)
+    assert done.returncode == 2 and "variant 'gs128' has no checkpoint folder" in done.stderr
+    assert "--variant gs128=PATH_OR_ID" in done.stderr and loads == []
+
+
 def test_eval_with_bad_input_exits_2_without_a_traceback(tmp_path: Path) -> None:
     done = hubpub("eval", "score", str(tmp_path / "missing.safetensors"), str(tmp_path / "b.safetensors"),
                   cwd=tmp_path)

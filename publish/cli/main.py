@@ -402,8 +402,10 @@ def eval_run(manifest: str, reference: str, reference_server: str | None, refere
     paths = evo.per_branch(variant_paths, branches, "--variant", shared=False)
     servers = evo.per_branch(variant_servers, branches, "--variant-server", shared=True)
     served = evo.per_branch(variant_served, branches, "--variant-served-model", shared=False)
+    # A branch no option names runs from its folder in the manifest (run() checks that it exists).
     variants = {b: ModelSource(paths.get(b) or str(loaded.variant_path(loaded.variant(b))), server=servers.get(b),
-                               served_model=served.get(b), tokenizer=tokenizer) for b in branches}
+                               served_model=served.get(b), tokenizer=tokenizer)
+                for b in branches if b in paths or b in servers or b in served}
     source = ModelSource(reference, server=reference_server, served_model=reference_served_model, tokenizer=tokenizer)
     bars: dict[str, evo.DumpProgress] = {}
 

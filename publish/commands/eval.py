@@ -244,6 +244,7 @@ def run(manifest: Manifest, reference: ModelSource, variants: Mapping[str, Model
     if unknown:
         raise UsageError(f"branch {unknown[0]!r} is not one evaluation.kld evaluates ({', '.join(branches)})",
                          file=manifest.source, field="evaluation.kld")
+    sources = {branch: (variants or {}).get(branch) or _folder_source(manifest, branch) for branch in branches}
     config = _configuration(manifest)
     workdir = settings.workdir or manifest.root / DEFAULT_WORKDIR
     out = settings.out or artifact_path(manifest) or manifest.root / "kld.json"
@@ -255,14 +256,22 @@ def run(manifest: Manifest, reference: ModelSource, variants: Mapping[str, Model
     ref = dump(reference, workdir / "reference.safetensors", text=config["text"], settings=dump_settings,
                progress=step("reference"))
     dumps = {}
-    for branch in branches:
-        source = (variants or {}).get(branch) or ModelSource(str(manifest.variant_path(manifest.variant(branch))))
+    for branch, source in sources.items():
         if reference.tokenizer and not source.tokenizer:
             source = replace(source, tokenizer=reference.tokenizer)
         done = dump(source, workdir / f"variant-{branch.replace('/', '--')}.safetensors", windows_from=ref.path,
                     settings=dump_settings, progress=step(f"variant {branch}"))
         dumps[branch] = done.path
     return out, score(ref.path, dumps, config["method"], config["approximation"], out)
+
+
+def _folder_source(manifest: Manifest, branch: str) -> ModelSource:
+    """A branch's checkpoint folder from the manifest; missing, it fails now, not after the reference's dump."""
+    folder = manifest.variant_path(manifest.variant(branch))
+    if not folder.is_dir():
+        raise UsageError(f"variant {branch!r} has no checkpoint folder at {folder}", file=manifest.source,
+                         hint=f"fix its `path:`, or pass --variant {branch}=PATH_OR_ID (or a server)")
+    return ModelSource(str(folder))
 
 
 def _configuration(manifest: Manifest) -> dict[str, Any]:
