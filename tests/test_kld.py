@@ -105,6 +105,18 @@ def test_rows_that_are_not_distributions_are_refused() -> None:
         score_chunk(Chunk(ids, logprobs, ids, logprobs + math.log(1.5 / 0.8)), "top-k-tail-bucket", vocab_size=10)
 
 
+def test_a_token_of_probability_zero_gives_finite_statistics() -> None:
+    # A server may send -inf for a token it gives no probability; the statistics stay finite (JSON has no inf).
+    ids = np.array([[0, 1, 2], [0, 1, 2]], dtype=np.int32)
+    logprobs = np.array([[math.log(0.7), math.log(0.3), -np.inf]] * 2)
+    target = np.array([-np.inf, np.nan])
+    scores = score_chunk(Chunk(ids, logprobs, ids, logprobs, target, np.log([0.3, 0.3])), "top-k-tail-bucket", 3)
+    assert scores.kl.tolist() == [0.0, 0.0] and np.isnan(scores.reference_target[1])
+    statistics = kld_statistics([scores])
+    assert statistics.tokens is not None and statistics.tokens.positions == 1
+    assert math.isfinite(statistics.tokens.perplexity.reference) and statistics.tokens.delta_p.mean == 0.3
+
+
 def test_top_k_of_the_whole_vocabulary_is_the_exact_kl_both_ways() -> None:
     import torch
 

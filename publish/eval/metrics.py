@@ -41,6 +41,7 @@ HEAD_COLUMNS = 32
 
 # Probability floor for a bucket the other model gives (next to) no mass: keeps logs finite.
 EPS = 1e-30
+LOG_EPS = float(np.log(EPS))
 # How far a row's probabilities may sum above 1 (float32 rounding of K log-probs) before the dump is refused:
 # more than that is not a distribution (logits, or log-probs after a sampling transform).
 NORMALIZATION_TOLERANCE = 1e-4
@@ -120,8 +121,7 @@ def score_chunk(chunk: Chunk, approximation: str, vocab_size: int,
     """
     if approximation not in APPROXIMATIONS:
         raise ValueError(f"unknown approximation {approximation!r}; use one of {', '.join(APPROXIMATIONS)}")
-    ref_lp = np.asarray(chunk.ref_logprobs, dtype=np.float64)
-    var_lp = np.asarray(chunk.var_logprobs, dtype=np.float64)
+    ref_lp, var_lp = floored(chunk.ref_logprobs), floored(chunk.var_logprobs)
     ref_p, var_p = np.exp(ref_lp), np.exp(var_lp)
     coverage, var_mass = ref_p.sum(axis=1), var_p.sum(axis=1)
     _check_normalized(coverage, "reference")
@@ -129,8 +129,7 @@ def score_chunk(chunk: Chunk, approximation: str, vocab_size: int,
     if approximation == "full-vocab":
         if chunk.ref_full is None or chunk.var_full is None:
             raise ValueError("full-vocab needs both dumps' full distributions (dumps made with top-K ≥ vocab)")
-        full_ref = np.asarray(chunk.ref_full, dtype=np.float64)
-        full_var = np.asarray(chunk.var_full, dtype=np.float64)
+        full_ref, full_var = floored(chunk.ref_full), floored(chunk.var_full)
         kl = (np.exp(full_ref) * (full_ref - full_var)).sum(axis=1)
         reverse = (np.exp(full_var) * (full_var - full_ref)).sum(axis=1)
     else:
@@ -149,9 +148,16 @@ def score_chunk(chunk: Chunk, approximation: str, vocab_size: int,
         kl=np.maximum(kl, 0.0), kl_reverse=np.maximum(reverse, 0.0), coverage=coverage,
         reference_top1=ref_p[:, 0].copy(),  # a view would keep the whole [rows, K] array alive
         agreement=top_k_agreement(chunk.ref_ids, chunk.var_ids, ref_lp, var_lp),
-        reference_target=missing if chunk.ref_target is None else np.asarray(chunk.ref_target, dtype=np.float64),
-        variant_target=missing if chunk.var_target is None else np.asarray(chunk.var_target, dtype=np.float64),
+        reference_target=missing if chunk.ref_target is None else floored(chunk.ref_target),
+        variant_target=missing if chunk.var_target is None else floored(chunk.var_target),
     )
+
+
+def floored(logprobs: npt.ArrayLike) -> Floats:
+    """Log-probabilities as float64, none below log(EPS): a server may send −inf for a token of probability 0,
+    which would turn 0 · log 0 into NaN and a perplexity into infinity (NaN, the missing-token mark, stays)."""
+    values = np.array(logprobs, dtype=np.float64)
+    return np.maximum(values, LOG_EPS, out=values)  # maximum keeps NaN
 
 
 def _check_normalized(totals: Floats, which: str) -> None:
