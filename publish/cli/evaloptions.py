@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from publish.errors import UsageError
+
+if TYPE_CHECKING:
+    from publish.manifest.model import Manifest
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,6 +101,69 @@ text_options = _folded([
     click.option("--dataset-config", metavar="CONFIG", help="The dataset's config, when NAME is not enough."),
     click.option("--text-column", default="text", show_default=True, help="The dataset column holding the text."),
 ], _text_source, "text", ("text_file", "dataset", "dataset_config", "text_column"))
+
+def _reference_source(reference: str, reference_server: str | None, reference_served_model: str | None,
+                      tokenizer: str | None) -> Any:
+    from publish.commands.eval import ModelSource
+
+    return ModelSource(reference, server=reference_server, served_model=reference_served_model, tokenizer=tokenizer)
+
+
+# --reference, --reference-server, --reference-served-model and --tokenizer, as a `reference` argument (ModelSource).
+reference_options = _folded([
+    click.option("--reference", required=True, metavar="PATH_OR_ID", help="The unquantized base model."),
+    click.option("--reference-server", metavar="URL", help="Serve the reference from this OpenAI-compatible server."),
+    click.option("--reference-served-model", metavar="NAME",
+                 help="The name it serves the reference as (default: --reference)."),
+    tokenizer_option,
+], _reference_source, "reference", ("reference", "reference_server", "reference_served_model", "tokenizer"))
+
+
+@dataclass(frozen=True)
+class VariantOptions:
+    """`eval run`'s --variant, --variant-server and --variant-served-model, as given (each [BRANCH=]VALUE)."""
+
+    paths: tuple[str, ...] = ()
+    servers: tuple[str, ...] = ()
+    served: tuple[str, ...] = ()
+
+    def sources(self, manifest: Manifest) -> dict[str, Any]:
+        """The ModelSource of each evaluated branch an option names; the others run from their folders."""
+        from publish.commands.eval import ModelSource
+
+        branches = manifest.kld_branches
+        paths = per_branch(self.paths, branches, "--variant", shared=False)
+        servers = per_branch(self.servers, branches, "--variant-server", shared=True)
+        served = per_branch(self.served, branches, "--variant-served-model", shared=False)
+        return {b: ModelSource(paths.get(b) or str(manifest.variant_path(manifest.variant(b))), server=servers.get(b),
+                               served_model=served.get(b))
+                for b in branches if b in paths or b in servers or b in served}
+
+
+variant_options = _folded([
+    click.option("--variant", "paths", multiple=True, metavar="[BRANCH=]PATH_OR_ID",
+                 help="A branch's model (default: its folder in the manifest); repeat for several branches."),
+    click.option("--variant-server", "servers", multiple=True, metavar="[BRANCH=]URL",
+                 help="Serve a branch's model (bare URL: every branch's) from this OpenAI-compatible server."),
+    click.option("--variant-served-model", "served", multiple=True, metavar="[BRANCH=]NAME",
+                 help="The name the server serves a branch's model as (default: its --variant)."),
+], VariantOptions, "variant_options", ("paths", "servers", "served"))
+
+
+def _run_settings(workdir: Path | None, out: Path | None, workers: int, device: str | None) -> Any:
+    from publish.commands.eval import RunSettings
+
+    return RunSettings(workdir=workdir, out=out, execution=_execution(workers, device))
+
+
+# --workdir, --out, --workers and --device, as a `settings` argument (publish.commands.eval.RunSettings).
+run_settings_options = _folded([
+    click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+                 help="Where the dumps go (default: .hubpub-eval/ next to the manifest)."),
+    click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+                 help="kld.json (default: evaluation.kld.artifact, else kld.json next to the manifest)."),
+    workers_option, device_option,
+], _run_settings, "settings", ("workdir", "out", "workers", "device"))
 
 method_option = click.option("--method", default="next-token", show_default=True,
                              type=click.Choice(["next-token", "second-half", "all-logits"]),

@@ -374,39 +374,17 @@ def eval_score(reference: Path, variants: tuple[Path, ...], branches: tuple[str,
 
 @eval_group.command(name="run")
 @manifest_option
-@click.option("--reference", required=True, metavar="PATH_OR_ID", help="The unquantized base model.")
-@click.option("--reference-server", metavar="URL", help="Serve the reference from this OpenAI-compatible server.")
-@click.option("--reference-served-model", metavar="NAME", help="The name it serves the reference as (default: --reference).")
-@click.option("--variant", "variant_paths", multiple=True, metavar="[BRANCH=]PATH_OR_ID",
-              help="A branch's model (default: its folder in the manifest); repeat for several branches.")
-@click.option("--variant-server", "variant_servers", multiple=True, metavar="[BRANCH=]URL",
-              help="Serve a branch's model (bare URL: every branch's) from this OpenAI-compatible server.")
-@click.option("--variant-served-model", "variant_served", multiple=True, metavar="[BRANCH=]NAME",
-              help="The name the server serves a branch's model as (default: its --variant).")
-@evo.tokenizer_option
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the dumps go (default: .hubpub-eval/ next to the manifest).")
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="kld.json (default: evaluation.kld.artifact, else kld.json next to the manifest).")
-@evo.execution_options
+@evo.reference_options
+@evo.variant_options
+@evo.run_settings_options
 @verbosity_options
 @_reports_errors
-def eval_run(manifest: str, reference: str, reference_server: str | None, reference_served_model: str | None,
-             variant_paths: tuple[str, ...], variant_servers: tuple[str, ...], variant_served: tuple[str, ...],
-             tokenizer: str | None, workdir: Path | None, out: Path | None, execution: Any, verbosity: int) -> None:
+def eval_run(manifest: str, reference: Any, variant_options: evo.VariantOptions, settings: Any,
+             verbosity: int) -> None:
     """Dump the reference once and every branch evaluation.kld names, and score them, as the manifest configures."""
-    from publish.commands.eval import ModelSource, RunSettings, run
+    from publish.commands.eval import run
 
     loaded = _load(manifest)
-    branches = loaded.kld_branches
-    paths = evo.per_branch(variant_paths, branches, "--variant", shared=False)
-    servers = evo.per_branch(variant_servers, branches, "--variant-server", shared=True)
-    served = evo.per_branch(variant_served, branches, "--variant-served-model", shared=False)
-    # A branch no option names runs from its folder in the manifest (run() checks that it exists).
-    variants = {b: ModelSource(paths.get(b) or str(loaded.variant_path(loaded.variant(b))), server=servers.get(b),
-                               served_model=served.get(b), tokenizer=tokenizer)
-                for b in branches if b in paths or b in servers or b in served}
-    source = ModelSource(reference, server=reference_server, served_model=reference_served_model, tokenizer=tokenizer)
     bars: dict[str, evo.DumpProgress] = {}
 
     def progress(label: str, done: int, total: int) -> None:
@@ -414,8 +392,8 @@ def eval_run(manifest: str, reference: str, reference_server: str | None, refere
             bars.setdefault(label, evo.DumpProgress(label))(done, total)
 
     try:
-        written, artifact = run(loaded, source, variants,
-                                settings=RunSettings(workdir=workdir, out=out, execution=execution), progress=progress)
+        written, artifact = run(loaded, reference, variant_options.sources(loaded), settings=settings,
+                                progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
