@@ -207,6 +207,21 @@ def test_every_statistic_equals_the_independent_key(k: int, method: str) -> None
     kldkey.assert_matches(kld_statistics(parts).to_json(), expected, rel=1e-9, abs_=1e-12)
 
 
+@pytest.mark.parametrize("approximation", ["full-vocab", "top-k-tail-bucket"])
+def test_scoring_in_blocks_of_rows_changes_nothing(monkeypatch: pytest.MonkeyPatch, approximation: str) -> None:
+    from publish.eval import metrics
+
+    rng = np.random.default_rng(6)
+    ref, var = random_rows(rng, 90, 24, 2.0), random_rows(rng, 90, 24, 2.0)
+    k = 24 if approximation == "full-vocab" else 6
+    chunk = chunk_from_full(ref, var, rng.integers(0, 24, size=90), k)
+    whole = score_chunk(chunk, approximation, 24)
+    monkeypatch.setattr(metrics, "BLOCK_ELEMENTS", 7 * 24)  # blocks of 7 rows (full rows are 24 wide)
+    blocks = score_chunk(chunk, approximation, 24)
+    for name, value in whole.__dict__.items():
+        np.testing.assert_array_equal(getattr(blocks, name), value, err_msg=name)
+
+
 def test_a_single_position_has_no_uncertainty() -> None:
     ref = random_rows(np.random.default_rng(4), 2, 8, 1.0)
     scores = score_chunk(chunk_from_full(ref, ref, np.array([0, 1]), 8), "top-k-tail-bucket", 8)
