@@ -48,8 +48,9 @@ NORMALIZATION_TOLERANCE = 1e-4
 # Elements scored at once: rows × K float64 temporaries of 512 kB stay in the CPU's cache (twice as fast as a
 # whole 2048-token window at K = 1000).
 BLOCK_ELEMENTS = 65_536
-# Elements of the scratch table that maps token ids to columns of the other model's list (int32: 32 MB).
-LOOKUP_ELEMENTS = 8_000_000
+# Elements of the scratch table that maps token ids to columns of the other model's list (int32: 8 MB). The rows
+# of a group share it; a larger table spreads each group's random writes beyond the cache and is slower.
+LOOKUP_ELEMENTS = 2_000_000
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.integer]
