@@ -3,8 +3,8 @@
 64 windows × 2048 tokens, K = 1000, a 151,936-token vocabulary (Qwen's): next-token scores 131,008 positions.
 The variant's top-K misses some of the reference's tokens (so the lookup and imputation paths run, both ways) and
 its probabilities are perturbed; the correct token is drawn from the reference's top ranks. The dumps are made
-once (about 1 GB each) in bench/.work/kld/; scoring then runs in a fresh process that reports its wall clock and
-peak resident memory (getrusage), the dumps' hashing and the kld.json statistics included.
+once (about 1 GB each) in bench/.work/kld/; scoring then runs in a fresh process that reports its wall clock, CPU
+time and peak resident memory (getrusage), the dumps' hashing and the kld.json statistics included.
 
     python bench/bench_kld.py [--windows 64] [--length 2048] [--top-k 1000] [--runs 3]
 """
@@ -76,15 +76,16 @@ def make_dumps(folder: Path, windows: int, length: int, k: int, seed: int = 0) -
 
 
 def score_once(reference: Path, variant: Path) -> None:
-    """Run in a fresh process: score, then print wall clock and peak RSS as JSON."""
+    """Run in a fresh process: score, then print wall clock, CPU time and peak RSS as JSON."""
     from publish.commands.eval import score
 
     start = time.perf_counter()
     artifact = score(reference, {"variant": variant}, "next-token", "top-k-tail-bucket")
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     found = artifact["variants"][0]["statistics"]
-    print(json.dumps({"seconds": seconds, "peak_rss": peak, "positions": found["positions"],
+    print(json.dumps({"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                      "peak_rss": usage.ru_maxrss * 1024, "positions": found["positions"],
                       "mean": found["kl"]["mean"], "reverse_mean": found["kl_reverse"]["mean"],
                       "ppl_ratio": found["perplexity"]["ratio"], "mean_coverage": found["mean_coverage"]}))
 
@@ -113,7 +114,8 @@ def main() -> None:
                               capture_output=True, text=True, check=True, cwd=ROOT)
         results.append(json.loads(done.stdout))
         print(results[-1])
-    print(f"median of {args.runs}: {statistics.median(r['seconds'] for r in results):.2f} s, "
+    print(f"median of {args.runs}: {statistics.median(r['seconds'] for r in results):.2f} s "
+          f"({statistics.median(r['cpu_seconds'] for r in results):.2f} s of CPU, the import included), "
           f"peak RSS {max(r['peak_rss'] for r in results) / 2**20:.0f} MiB, positions {results[0]['positions']:,}")
 
 
