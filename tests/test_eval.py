@@ -253,6 +253,18 @@ def test_a_two_variant_run_computes_the_reference_once(project: Path, tiny: kldm
     assert server.requests == SAMPLES and len(loads) == 2
 
 
+def test_a_variant_served_from_elsewhere_uses_the_references_tokenizer(
+    project: Path, tiny: kldmodels.TinyModels, servers: dict[str, CompletionsServer], tmp_path: Path
+) -> None:
+    manifest = load_manifest(two_variant_manifest(project, tiny))
+    served = ModelSource(str(tmp_path / "on-the-server"), server=servers["variant"].url, served_model="variant")
+    _, artifact = run(manifest, ModelSource(str(tiny.reference)), {"main": served, "gs128": served},
+                      settings=RunSettings(execution=Execution(sleep=lambda seconds: None)))
+    assert servers["variant"].requests == 2 * SAMPLES
+    assert artifact["variants"][0]["identity"]["tokenizer_sha256"] == artifact["reference"]["tokenizer_sha256"]
+    assert statistics(artifact, "main")["kl"]["mean"] > 0
+
+
 def test_eval_run_through_the_cli_loads_the_reference_once(project: Path, tiny: kldmodels.TinyModels,
                                                            loads: list[str]) -> None:
     manifest = two_variant_manifest(project, tiny)

@@ -257,8 +257,9 @@ def run(manifest: Manifest, reference: ModelSource, variants: Mapping[str, Model
                progress=step("reference"))
     dumps = {}
     for branch, source in sources.items():
-        if reference.tokenizer and not source.tokenizer:
-            source = replace(source, tokenizer=reference.tokenizer)
+        # The variants share the reference's vocabulary; one served from elsewhere may have no local tokenizer.
+        if not source.tokenizer and (reference.tokenizer or not Path(source.model).is_dir()):
+            source = replace(source, tokenizer=reference.tokenizer or reference.model)
         done = dump(source, workdir / f"variant-{branch.replace('/', '--')}.safetensors", windows_from=ref.path,
                     settings=dump_settings, progress=step(f"variant {branch}"))
         dumps[branch] = done.path
