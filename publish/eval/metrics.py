@@ -229,8 +229,10 @@ class ColumnMatcher:
             offsets = (np.arange(count, dtype=np.int32) * span)[:, None]  # < LOOKUP_ELEMENTS: int32 is enough
             keys = other_ids[start:start + count] + offsets
             table[keys] = numbered[:count]
-            np.subtract(table[ids[start:start + count] + offsets], 1, out=out[start:start + count])
-            table[keys] = 0
+            try:
+                np.subtract(table[ids[start:start + count] + offsets], 1, out=out[start:start + count])
+            finally:
+                table[keys] = 0
         return out
 
     def both_ways(self, ref_ids: Ints, var_ids: Ints) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
