@@ -21,7 +21,8 @@ from publish.card.kld import comparison_rows, kld_context
 from publish.card.provenance import Provenance
 from publish.card.scheme import kv_cache_flag, part_group_size, per_part, scheme_text
 from publish.errors import MetadataError, TemplateError
-from publish.manifest.model import Manifest, Variant
+from publish.manifest.model import Manifest
+from publish.manifest.variant import Variant
 
 if TYPE_CHECKING:
     from publish.checkpoint.facts import WeightFacts
