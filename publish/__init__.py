@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_manifest": "publish.manifest.model",
     "Manifest": "publish.manifest.model",
-    "Variant": "publish.manifest.model",
+    "Variant": "publish.manifest.variant",
     "check": "publish.commands.check",
     "render": "publish.commands.render",
     "init": "publish.commands.init",
@@ -43,18 +43,28 @@ _EXPORTS = {
     "eval_dump": "publish.commands.eval",
     "eval_score": "publish.commands.eval",
     "eval_run": "publish.commands.eval",
+    "ModelSource": "publish.commands.eval",
+    "TextSource": "publish.commands.eval",
+    "DumpSettings": "publish.commands.eval",
+    "RunSettings": "publish.commands.eval",
+    "Execution": "publish.commands.eval",
     "HubpubError": "publish.errors",
 }
 # Where the public name differs from the defining module's own name.
 _RENAMED = {"eval_dump": "dump", "eval_score": "score", "eval_run": "run"}
 
 __all__ = [
+    "DumpSettings",
+    "Execution",
     "HashCache",
     "Hub",
     "HubpubError",
     "Manifest",
+    "ModelSource",
     "PushSettings",
     "ReportCache",
+    "RunSettings",
+    "TextSource",
     "Variant",
     "__version__",
     "check",
@@ -71,6 +81,7 @@ __all__ = [
 if TYPE_CHECKING:
     from publish.checkpoint.reportcache import ReportCache
     from publish.commands.check import check
+    from publish.commands.eval import DumpSettings, Execution, ModelSource, RunSettings, TextSource
     from publish.commands.eval import dump as eval_dump
     from publish.commands.eval import run as eval_run
     from publish.commands.eval import score as eval_score
@@ -80,7 +91,8 @@ if TYPE_CHECKING:
     from publish.errors import HubpubError
     from publish.hub.client import Hub
     from publish.hub.hashcache import HashCache
-    from publish.manifest.model import Manifest, Variant, load_manifest
+    from publish.manifest.model import Manifest, load_manifest
+    from publish.manifest.variant import Variant
 
 
 def __getattr__(name: str) -> Any:

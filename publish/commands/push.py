@@ -46,8 +46,9 @@ from publish.hub.state import RemoteRepo, RemoteState
 from publish.hub.upload import Uploads
 from publish.hub.verify import verify
 from publish.manifest.kldartifact import resolve as resolve_kld
-from publish.manifest.model import Manifest, Variant
+from publish.manifest.model import Manifest
 from publish.manifest.sharedfiles import unlisted
+from publish.manifest.variant import Variant
 from publish.util.listing import Listing, list_folder
 
 

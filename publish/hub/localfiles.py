@@ -20,8 +20,9 @@ from publish.errors import TOKEN_PATTERN, ManifestError, UnsafeFileError
 from publish.hub.hashcache import Digest, HashCache, digest_bytes
 from publish.hub.plan import LocalFile
 from publish.manifest.kldartifact import KLD_ARTIFACT, artifact_path
-from publish.manifest.model import Manifest, Variant
+from publish.manifest.model import Manifest
 from publish.manifest.sharedfiles import collision, excluded
+from publish.manifest.variant import Variant
 from publish.util.listing import Listing, list_folder
 
 # Never uploaded: they look like credentials. Matched against each file's name.
@@ -196,7 +197,7 @@ def file_set(
             files[rel] = path
     files.update(shared)
     evaluation = artifact_path(manifest)
-    if evaluation is not None and manifest.evaluation.kld and manifest.evaluation.kld.branch == variant.branch:
+    if evaluation is not None and variant.branch in manifest.kld_branches:
         # The evaluated branch carries the artifact its card's KLD figures come from; the card links to it.
         if KLD_ARTIFACT in files:
             notes.append(f"{files[KLD_ARTIFACT]} is replaced by the manifest's KLD artifact {evaluation}")
