@@ -128,6 +128,13 @@ def same_content(local: LocalFile, remote: RemoteFile) -> bool:
     return local.git_oid is not None and local.git_oid == remote.blob_id
 
 
+def needs_digest(local: Iterable[LocalFile], remote: Iterable[RemoteFile]) -> list[LocalFile]:
+    """The files a plan must hash to decide: those not hashed yet that the revision holds at the same path and
+    size (any other file is an add or an update whatever its content)."""
+    sizes = {r.path: r.size for r in remote}
+    return [f for f in local if not f.hashed and sizes.get(f.path) == f.size]
+
+
 def make_plan(
     repo_id: str,
     branch: str,
