@@ -44,8 +44,8 @@ class Checked(Event):
 class Planned(Event):
     plan: Plan
 
-    def text(self) -> str:
-        return self.plan.format_table()
+    def text(self, verbose: bool = False) -> str:
+        return self.plan.format_table(verbose)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ class Console:
             return
         self._close_bars()
         result = isinstance(event, Planned | Committed | Unchanged | Tagged)
-        click.echo(event.text(), err=self.as_json or not result)
+        text = event.text(self.verbosity >= VERBOSE) if isinstance(event, Planned) else event.text()
+        click.echo(text, err=self.as_json or not result)
 
     def _progress(self, event: Progress) -> None:
         if self.bars and self.verbosity > QUIET:

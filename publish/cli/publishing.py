@@ -111,5 +111,5 @@ def _run_push(command: Callable[..., PushResult], manifest: str, settings: PushS
     console.close()
     if as_json:
         click.echo(json.dumps(console.report(dry_run=settings.dry_run), indent=2))
-    elif verbosity >= 0:
-        click.echo(f"hashed {result.hashed_bytes:,} bytes (the rest came from the hash cache)", err=True)
+    elif verbosity >= 0 and (hashing := result.hashing_summary()) is not None:
+        click.echo(hashing, err=True)

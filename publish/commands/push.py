@@ -21,7 +21,7 @@ from pathlib import Path
 
 from publish import __version__
 from publish.card.provenance import Provenance, read_provenance
-from publish.card.render import make_environment, render_card
+from publish.card.render import CARDS_FOLDER, make_environment, render_card
 from publish.checkpoint.report import Report, agreed_facts, examine
 from publish.checkpoint.reportcache import ReportCache, beside
 from publish.errors import CheckpointError, ChecksFailed, HubError, TagConflict
@@ -49,6 +49,7 @@ from publish.manifest.kldartifact import resolve as resolve_kld
 from publish.manifest.model import Manifest
 from publish.manifest.sharedfiles import unlisted
 from publish.manifest.variant import Variant
+from publish.util.atomic import atomic_write
 from publish.util.listing import Listing, list_folder
 
 
@@ -85,6 +86,17 @@ class VariantPush:
 class PushResult:
     variants: tuple[VariantPush, ...]
     hashed_bytes: int = 0  # bytes read to hash them this run (0 when every digest came from the cache)
+    cached_bytes: int = 0  # bytes whose digest came from the hash cache instead
+
+    def hashing_summary(self) -> str | None:
+        """One true line about what was hashed; None when no file needed its digest."""
+        if self.hashed_bytes and self.cached_bytes:
+            return f"hashed {self.hashed_bytes:,} bytes (the rest came from the hash cache)"
+        if self.hashed_bytes:
+            return f"hashed {self.hashed_bytes:,} bytes"
+        if self.cached_bytes:
+            return "hashed nothing: every digest came from the hash cache"
+        return None
 
 
 def plan(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), *, emit: Emit = ignore) -> PushResult:
@@ -147,7 +159,7 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
                 notes = ("card-only: the weights on the Hub revision were checked and are left as they are", *notes)
             for note in notes:
                 emit(Note(variant.branch, note))
-            step = _VariantStep(manifest, variant, unhashed(files), notes, hub, remote, settings, hashing, emit)
+            step = _VariantStep(manifest, variant, unhashed(files), notes, hub, remote, settings, hashing, emit, card)
             step.plan()
             steps.append(step)
         results = _publish(steps, hub, hashing, emit, provenance, report) if not settings.dry_run else [
@@ -158,7 +170,7 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
         raise
     finally:
         cache.save()
-    return PushResult(tuple(results), cache.hashed_bytes)
+    return PushResult(tuple(results), cache.hashed_bytes, cache.cached_bytes)
 
 
 def _publish(steps: list[_VariantStep], hub: Hub, hashing: Prefetch, emit: Emit, provenance: Provenance,
@@ -237,6 +249,7 @@ class _VariantStep:
     settings: PushSettings
     hashing: Prefetch
     emit: Emit
+    card: str  # the README this push publishes; kept in cards/<branch>/ once the revision holds it
     state: RemoteState = field(init=False)
     planned: Plan = field(init=False)
     tag: str | None = field(init=False)
@@ -271,6 +284,7 @@ class _VariantStep:
             self.manifest.repo_id, self.variant.branch, self.hub, self.planned, self.tag, self.state)
         if planned.is_noop:
             self.emit(Unchanged(branch))
+            self._keep_card()
             if tag and state.head:
                 self._tag(tag, state.head, state)
             return VariantPush(branch, planned, None, tag, (*self.notes, "unchanged: nothing to commit"))
@@ -286,9 +300,19 @@ class _VariantStep:
         self.emit(Committed(branch, commit.oid, commit.url))
         verify(hub, planned, commit.oid, local)
         self.emit(Verified(branch, commit.oid))
+        self._keep_card()
         if tag:
             self._tag(tag, commit.oid, state)
         return VariantPush(branch, planned, commit, tag, self.notes)
+
+    def _keep_card(self) -> None:
+        """Leave the card the revision now holds in cards/<branch>/README.md, as `hubpub render` would, so that
+        `hubpub render --check` passes after a push."""
+        path = self.manifest.root / CARDS_FOLDER / self.variant.branch / "README.md"
+        if path.is_file() and path.read_text(encoding="utf-8") == self.card:
+            return
+        atomic_write(path, self.card)
+        self.emit(Note(self.variant.branch, f"card saved to {path}"))
 
     def _prepare(self, state: RemoteState) -> RemoteState:
         """Create the repository and the branch when they do not exist yet; the branch's state then."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from publish.card.provenance import read_provenance
-from publish.card.render import PROVENANCE_MARK, make_environment, render_card
+from publish.card.render import CARDS_FOLDER, PROVENANCE_MARK, make_environment, render_card
 from publish.checkpoint.report import Report, agreed_facts, examine
 from publish.checkpoint.reportcache import ReportCache
 from publish.errors import ChecksFailed
@@ -19,7 +19,7 @@ from publish.util.atomic import atomic_write
 if TYPE_CHECKING:
     from publish.checkpoint.facts import WeightFacts
 
-DEFAULT_OUT = "cards"
+DEFAULT_OUT = CARDS_FOLDER
 
 
 @dataclass(frozen=True)
