@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import hubpub
+from .conftest import HUB_TOKEN, hubpub
 from .hubserver import HubServer
 from .test_push import REPO, hubpub_cli
 
@@ -60,3 +60,49 @@ def test_the_hash_cache_is_mentioned_only_when_it_answered(weighed: Path, hub: H
     assert len(hashed) == 1 and "hash cache" not in hashed[0]  # a first push hashes everything
     again = hubpub_cli("push", "--manifest", str(weighed), "--branch", "main", hub=hub, cwd=weighed.parent)
     assert "hashed nothing: every digest came from the hash cache" in again.stderr.splitlines()
+
+
+# -- token errors say which problem it is ---------------------------------------------------------------------
+
+
+def test_an_invalid_token_and_a_read_only_token_get_different_messages(weighed: Path, hub: HubServer) -> None:
+    wrong = hubpub_cli("push", "--manifest", str(weighed), "--all", hub=hub, cwd=weighed.parent, token=HUB_TOKEN + "x")
+    assert wrong.returncode == 2, wrong.stderr
+    lines = wrong.stderr.splitlines()
+    assert lines[0].startswith("error: cannot check the token (whoami): the Hub refused the token (401)")
+    assert lines[1] == ("  hint: the token is invalid, expired or revoked: create one at "
+                        "https://huggingface.co/settings/tokens and set HF_TOKEN (or run `hf auth login`)")
+    hub.token_role = "read"
+    read_only = hubpub_cli("push", "--manifest", str(weighed), "--all", hub=hub, cwd=weighed.parent)
+    assert read_only.returncode == 2, read_only.stderr
+    assert read_only.stderr.splitlines()[:2] == [
+        "error: the token (hubserver) of tester is valid but read-only: it may not create or push to repositories",
+        ("  hint: create a token with write access at https://huggingface.co/settings/tokens (a fine-grained token "
+         "needs write access to this repository), then set HF_TOKEN"),
+    ]
+
+
+def test_a_fine_grained_token_without_repo_write_is_read_only() -> None:
+    from publish.hub.client import _may_write
+
+    assert not _may_write({"role": "fineGrained", "fineGrained": {"global": [], "scoped": [
+        {"entity": {"type": "user"}, "permissions": ["repo.content.read"]}]}})
+    assert _may_write({"role": "fineGrained", "fineGrained": {"global": [], "scoped": [
+        {"entity": {"type": "user"}, "permissions": ["repo.content.read", "repo.write"]}]}})
+    assert _may_write({"role": "write"}) and not _may_write({"role": "read"})
+
+
+def test_plan_with_a_wrong_token_fails_instead_of_planning_a_new_repository(weighed: Path, hub: HubServer) -> None:
+    hubpub_cli("push", "--manifest", str(weighed), "--branch", "main", hub=hub, cwd=weighed.parent)
+    done = hubpub_cli("plan", "--manifest", str(weighed), hub=hub, cwd=weighed.parent, token=HUB_TOKEN + "x")
+    assert done.returncode == 2, done.stderr
+    assert "the Hub refused the token (401)" in done.stderr.splitlines()[0]
+    assert "will be created" not in done.stdout
+
+
+def test_plan_without_a_token_warns_that_it_reads_anonymously(weighed: Path, hub: HubServer) -> None:
+    hub.token = None  # a Hub that serves public repositories without a token
+    done = hubpub_cli("plan", "--manifest", str(weighed), "--branch", "main", hub=hub, cwd=weighed.parent, token=None)
+    assert done.returncode == 0, done.stderr
+    assert ("warning: no Hub token (HF_TOKEN or `hf auth login`): planning with anonymous access, so a private "
+            "repository looks absent") in done.stderr.splitlines()

@@ -102,7 +102,8 @@ class PushResult:
 def plan(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), *, emit: Emit = ignore) -> PushResult:
     """Compare each selected variant with its Hub revision and report the plan; create and upload nothing.
 
-    Raises what `push` raises before its first write: exit code 2 for bad input, 1 for failed checks or a Hub
+    Raises what `push` raises before its first write: exit code 2 for bad input or a token the Hub refuses (a
+    plan needs only read access; without a token it warns and reads anonymously), 1 for failed checks or a Hub
     failure.
     """
     return push(manifest, hub, replace(settings, dry_run=True), emit=emit)
@@ -129,6 +130,9 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
     cache = settings.hash_cache()
     if not settings.dry_run:
         emit(Authenticated(hub.require_write_token(), hub.endpoint))
+    elif hub.check_read_token() is None:
+        emit(Note(None, "warning: no Hub token (HF_TOKEN or `hf auth login`): planning with anonymous access, "
+                        "so a private repository looks absent"))
     if not settings.card_only:
         _require_folders(manifest, variants)
     # Listed once: the checks read the whole listing; the files `exclude:` keeps are refused if unsafe before any
