@@ -3,13 +3,16 @@ unchanged files of a branch, and a hash-cache claim only when it is true."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
+from publish.hub.client import Hub
+
 from .conftest import HUB_TOKEN, hubpub
 from .hubserver import HubServer
-from .test_push import REPO, hubpub_cli
+from .test_push import REPO, FakeClock, hubpub_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
@@ -106,3 +109,27 @@ def test_plan_without_a_token_warns_that_it_reads_anonymously(weighed: Path, hub
     assert done.returncode == 0, done.stderr
     assert ("warning: no Hub token (HF_TOKEN or `hf auth login`): planning with anonymous access, so a private "
             "repository looks absent") in done.stderr.splitlines()
+
+
+# -- an endpoint that refuses the connection ----------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_refused_connection_fails_after_one_short_wait_naming_hf_endpoint(
+        weighed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint, clock = f"http://127.0.0.1:{closed_port()}", FakeClock()
+    monkeypatch.setattr(Hub, "from_environment", classmethod(
+        lambda cls, emit: Hub(endpoint, HUB_TOKEN, sleep=clock.sleep, clock=clock, emit=emit)))
+    done = hubpub("push", "--manifest", str(weighed), "--all", cwd=weighed.parent)
+    assert done.returncode == 1, done.stderr
+    assert len(clock.sleeps) == 1 and sum(clock.sleeps) < 5  # one short wait, not five doubling ones (31 s)
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("retrying in ") and lines[0].endswith(
+        " s (1/1): ConnectError talking to 127.0.0.1 while trying to check the token (whoami)")
+    assert lines[1].startswith(f"error: cannot check the token (whoami): no answer from {endpoint} (ConnectError")
+    assert lines[2] == f"  hint: is {endpoint} reachable? set HF_ENDPOINT to a Hub, or unset it"
