@@ -101,8 +101,11 @@ class Committed(Event):
 @dataclass(frozen=True)
 class Unchanged(Event):
     branch: str
+    verified: str | None = None  # the branch's commit, when an earlier push left it unverified and this one did
 
     def text(self) -> str:
+        if self.verified:
+            return f"{self.branch}: unchanged, verified {self.verified[:12]} (an earlier push left it unverified)"
         return f"{self.branch}: unchanged; no commit made"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import git
 import pytest
 
 from publish.hub.client import Hub
@@ -133,3 +134,33 @@ def test_a_refused_connection_fails_after_one_short_wait_naming_hf_endpoint(
         " s (1/1): ConnectError talking to 127.0.0.1 while trying to check the token (whoami)")
     assert lines[1].startswith(f"error: cannot check the token (whoami): no answer from {endpoint} (ConnectError")
     assert lines[2] == f"  hint: is {endpoint} reachable? set HF_ENDPOINT to a Hub, or unset it"
+
+
+# -- a commit that landed but did not verify -----------------------------------------------------------------------
+
+
+def test_a_landed_commit_that_cannot_be_read_back_is_named_then_verified_by_the_next_push(
+        weighed: Path, hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(Hub, "from_environment", classmethod(
+        lambda cls, emit: Hub(hub.url, HUB_TOKEN, sleep=clock.sleep, clock=clock, emit=emit)))
+    hub.inject("GET", rf"^/{REPO}/resolve/", status=502, times=100)  # reading headers back fails, for good
+    failed = hubpub("push", "--manifest", str(weighed), "--branch", "gs128", cwd=weighed.parent)
+    assert failed.returncode == 1, failed.stderr
+    commit = git.Repo(hub.git_path(REPO)).commit("gs128").hexsha
+    url = f"{hub.url}/{REPO}/commit/{commit}"
+    error = next(line for line in failed.stderr.splitlines() if line.startswith("error: "))
+    assert error.startswith(f"error: gs128: commit {commit[:12]} is on the branch ({url}) but is not verified yet: ")
+    assert ("  hint: push again later (`hubpub push --branch gs128`): it verifies that commit first and uploads "
+            "nothing twice") in failed.stderr.splitlines()
+    assert "nothing was overwritten" not in failed.stderr
+    hub.clear_faults()
+    hub.reset_records()
+    again = hubpub("push", "--manifest", str(weighed), "--branch", "gs128", cwd=weighed.parent)
+    assert again.returncode == 0, again.stderr
+    assert (f"gs128: unchanged, verified {commit[:12]} (an earlier push left it unverified)"
+            in again.stdout.splitlines())
+    assert [r.path for r in hub.requests if r.path.startswith(f"/{REPO}/resolve/")]  # its headers were read
+    assert not [r for r in hub.requests if r.method == "POST" and "/commit/" in r.path]
+    third = hubpub("push", "--manifest", str(weighed), "--branch", "gs128", cwd=weighed.parent)
+    assert "gs128: unchanged; no commit made" in third.stdout.splitlines()  # verified once is enough

@@ -99,6 +99,8 @@ class Console:
             self.variants[event.branch].update(commit=event.commit, url=event.url)
         elif isinstance(event, Verified):
             self.variants[event.branch]["verified"] = True
+        elif isinstance(event, Unchanged) and event.verified:
+            self.variants[event.branch].update(commit=event.verified, verified=True)
         elif isinstance(event, Tagged):
             self.variants[event.branch]["tag"] = event.tag
 

@@ -44,7 +44,7 @@ from publish.hub.localfiles import file_set, kept, refuse_unsafe_files, shared_f
 from publish.hub.plan import LocalFile, Plan, make_plan, needs_digest
 from publish.hub.state import RemoteRepo, RemoteState
 from publish.hub.upload import Uploads
-from publish.hub.verify import verify
+from publish.hub.verify import PUSH_ID, VerifiedCommits, verify
 from publish.manifest.kldartifact import resolve as resolve_kld
 from publish.manifest.model import Manifest
 from publish.manifest.sharedfiles import unlisted
@@ -68,6 +68,9 @@ class PushSettings:
 
     def hash_cache(self) -> HashCache:
         return HashCache(self.cache)
+
+    def verified_commits(self) -> VerifiedCommits:
+        return VerifiedCommits(self.cache.with_name("verified.json") if self.cache is not None else None)
 
     def report_cache(self) -> ReportCache | None:
         return ReportCache(beside(self.cache)) if self.cache is not None else None
@@ -147,6 +150,7 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
     if not settings.dry_run:  # a push needs every digest: hashing runs during the checks and the uploads
         hashing.add([*(f.path for listing, _ in uploads.values() for f in listing.files), *shared.values()])
     remote = RemoteRepo(hub, manifest.repo_id)
+    verified = settings.verified_commits()
     try:
         report = _checked(manifest, variants, hub, settings, listings, remote)
         emit(Checked(report.summary()))
@@ -163,7 +167,8 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
                 notes = ("card-only: the weights on the Hub revision were checked and are left as they are", *notes)
             for note in notes:
                 emit(Note(variant.branch, note))
-            step = _VariantStep(manifest, variant, unhashed(files), notes, hub, remote, settings, hashing, emit, card)
+            step = _VariantStep(manifest, variant, unhashed(files), notes, hub, remote, settings, hashing, emit, card,
+                                verified)
             step.plan()
             steps.append(step)
         results = _publish(steps, hub, hashing, emit, provenance, report) if not settings.dry_run else [
@@ -254,6 +259,7 @@ class _VariantStep:
     hashing: Prefetch
     emit: Emit
     card: str  # the README this push publishes; kept in cards/<branch>/ once the revision holds it
+    verified: VerifiedCommits
     state: RemoteState = field(init=False)
     planned: Plan = field(init=False)
     tag: str | None = field(init=False)
@@ -287,7 +293,13 @@ class _VariantStep:
         repo_id, branch, hub, planned, tag, state = (
             self.manifest.repo_id, self.variant.branch, self.hub, self.planned, self.tag, self.state)
         if planned.is_noop:
-            self.emit(Unchanged(branch))
+            if state.head and self._unverified(state.head):
+                # A commit of an earlier push that landed but was never verified: verify it now.
+                self._verify(planned, Commit(state.head, f"{hub.endpoint}/{repo_id}/commit/{state.head}"),
+                             [self.digest(file) for file in self.local], every_header=True)
+                self.emit(Unchanged(branch, verified=state.head))
+            else:
+                self.emit(Unchanged(branch))
             self._keep_card()
             if tag and state.head:
                 self._tag(tag, state.head, state)
@@ -302,12 +314,33 @@ class _VariantStep:
         )
         self.remote.committed(branch, commit.oid)
         self.emit(Committed(branch, commit.oid, commit.url))
-        verify(hub, planned, commit.oid, local)
+        self._verify(planned, commit, local)
         self.emit(Verified(branch, commit.oid))
         self._keep_card()
         if tag:
             self._tag(tag, commit.oid, state)
         return VariantPush(branch, planned, commit, tag, self.notes)
+
+    def _unverified(self, head: str) -> bool:
+        """Is the branch at a commit hubpub made (its description carries a push id) that was never verified?"""
+        if head in self.verified:
+            return False
+        return PUSH_ID in self.hub.commit_message(self.manifest.repo_id, head)
+
+    def _verify(self, planned: Plan, commit: Commit, local: list[LocalFile], every_header: bool = False) -> None:
+        """Verify `commit`; a Hub failure while reading it back names the commit, which is on the branch."""
+        try:
+            verify(self.hub, planned, commit.oid, local, every_header=every_header)
+        except HubError as error:
+            if error.__cause__ is None:  # verification ran and found a difference: that message says so
+                raise
+            raise HubError(
+                f"{self.variant.branch}: commit {commit.oid[:12]} is on the branch ({commit.url}) but is not "
+                f"verified yet: {error.message}",
+                hint=f"push again later (`hubpub push --branch {self.variant.branch}`): it verifies that commit "
+                     "first and uploads nothing twice",
+            ) from error
+        self.verified.add(commit.oid)
 
     def _keep_card(self) -> None:
         """Leave the card the revision now holds in cards/<branch>/README.md, as `hubpub render` would, so that
@@ -371,5 +404,5 @@ def _description(planned: Plan, provenance: Provenance, checks: str, push_id: st
         f"Source: {source}",
         f"Checks: {checks}",
         f"Files: {planned.summary()}",
-        f"hubpub-push-id: {push_id}",
+        f"{PUSH_ID} {push_id}",
     ])

@@ -3,18 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from publish.checkpoint.read import tensor_table
 from publish.errors import HubError
 from publish.hub.plan import DELETE, KEEP, LocalFile, Plan, same_content
+from publish.util.jsonstore import JsonStore
 
 if TYPE_CHECKING:
     from publish.hub.client import Hub
 
 
-def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile]) -> None:
-    """The new revision must hold exactly the planned files, byte-identical, with the same safetensors headers."""
+PUSH_ID = "hubpub-push-id:"  # the last line of every commit description hubpub writes
+
+
+class VerifiedCommits:
+    """The commits this machine has verified, kept beside the hash cache (None: in memory only), so that a push
+    finding its branch at a hubpub commit nobody verified (the verification failed after it landed) verifies it."""
+
+    def __init__(self, location: Path | None) -> None:
+        self._store = JsonStore(location, 1)
+        self._commits: set[str] = set(self._store.load().get("commits", []))
+
+    def __contains__(self, commit: object) -> bool:
+        return commit in self._commits
+
+    def add(self, commit: str) -> None:
+        self._commits.add(commit)
+        self._store.save({"commits": sorted(self._commits)})
+
+
+def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile], *, every_header: bool = False) -> None:
+    """The new revision must hold exactly the planned files, byte-identical, with the same safetensors headers
+    (of the uploaded files; `every_header`: of every file, for a commit this push did not make)."""
     remote = {f.path: f for f in hub.files_at(planned.repo_id, commit)}
     kept = {c.path for c in planned.changes if c.action == KEEP}
     problems = []
@@ -29,7 +51,7 @@ def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile]) -> 
     problems += [f"{c.path} was not deleted" for c in planned.changes if c.action == DELETE and c.path in remote]
     # Equal sha256s already prove unchanged shards identical; the Hub's reading of each uploaded shard's header
     # is checked too (one Range request per shard).
-    uploaded = {c.path for c in planned.uploads}
+    uploaded = {f.path for f in local} if every_header else {c.path for c in planned.uploads}
     if not problems:
         problems += header_problems(hub, planned.repo_id, commit, [f for f in local if f.path in uploaded])
     if problems:
