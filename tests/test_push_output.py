@@ -164,3 +164,15 @@ def test_a_landed_commit_that_cannot_be_read_back_is_named_then_verified_by_the_
     assert not [r for r in hub.requests if r.method == "POST" and "/commit/" in r.path]
     third = hubpub("push", "--manifest", str(weighed), "--branch", "gs128", cwd=weighed.parent)
     assert "gs128: unchanged; no commit made" in third.stdout.splitlines()  # verified once is enough
+
+
+def test_a_push_of_one_branch_takes_the_other_branches_facts_from_their_weights(
+        weighed: Path, hub: HubServer) -> None:
+    done = hubpub_cli("push", "--manifest", str(weighed), "--branch", "gs128", hub=hub, cwd=weighed.parent)
+    assert done.returncode == 0, done.stderr
+    rendered = hubpub("render", "--out", str(weighed.parent / "rendered"), "--manifest", str(weighed),
+                      cwd=weighed.parent)
+    assert rendered.returncode == 0, rendered.stderr
+    assert (weighed.parent / "rendered" / "gs128" / "README.md").read_bytes() == hub.files(REPO, "gs128")["README.md"]
+    checked = hubpub("render", "--check", "--branch", "gs128", "--manifest", str(weighed), cwd=weighed.parent)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

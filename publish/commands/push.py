@@ -22,6 +22,7 @@ from pathlib import Path
 from publish import __version__
 from publish.card.provenance import Provenance, read_provenance
 from publish.card.render import CARDS_FOLDER, make_environment, render_card
+from publish.checkpoint.facts import WeightFacts
 from publish.checkpoint.report import Report, agreed_facts, examine
 from publish.checkpoint.reportcache import ReportCache, beside
 from publish.errors import CheckpointError, ChecksFailed, HubError, TagConflict
@@ -154,7 +155,7 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
     try:
         report = _checked(manifest, variants, hub, settings, listings, remote)
         emit(Checked(report.summary()))
-        facts = agreed_facts(manifest, report.facts())
+        facts = agreed_facts(manifest, {**_other_facts(manifest, variants, settings), **report.facts()})
         env = make_environment(manifest.root / "templates")
         provenance = read_provenance(manifest.root)
         steps = []
@@ -212,6 +213,19 @@ def _require_folders(manifest: Manifest, variants: Sequence[Variant]) -> None:
                 hint="fix the variant's `path:`, or mount the weights; to publish only the card (the weights must "
                      "already be on the Hub revision), pass --card-only",
             )
+
+
+def _other_facts(manifest: Manifest, variants: Sequence[Variant], settings: PushSettings) -> dict[str, WeightFacts]:
+    """The facts of the variants not pushed now whose folders are here, as `hubpub render` takes them, so the
+    card's shared table is the one `render` writes (recorded reports are reused). A variant whose weights fail
+    their checks is left to the manifest: its own push stops on them."""
+    if settings.card_only:
+        return {}
+    others = tuple(v for v in manifest.variants if v not in variants and manifest.variant_path(v).is_dir())
+    if not others:
+        return {}
+    report = examine(manifest, others, cache=settings.report_cache(), reuse=True)
+    return {v.branch: v.facts for v in report.variants if v.ok and v.facts is not None}
 
 
 def _hash_progress(emit: Emit) -> Callable[[Path, int, int], None]:
