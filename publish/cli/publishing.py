@@ -51,8 +51,9 @@ def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, as_jso
     """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing.
 
     Files the manifest's `exclude:` globs leave out are listed, and so are a recipe or log beside the manifest
-    that `files:` does not list. Hashes only the files it must compare: those the Hub revision holds at the same
-    path and size.
+    that `files:` does not list. Unchanged files collapse into one line (-v lists them). Hashes only the files it
+    must compare: those the Hub revision holds at the same path and size. Needs only read access: a token the Hub
+    refuses fails (exit 2); without a token it warns and reads anonymously.
     """
     from publish.commands.push import PushSettings
     from publish.commands.push import plan as plan_variants
@@ -82,7 +83,9 @@ def push(
     commit, and a concurrent push to the branch is detected, never overwritten. A variant whose folder is missing
     is an error; --card-only publishes the card of weights already on the Hub. A --tag that already names another
     commit is refused before committing. Each step is reported as it happens; failed requests are retried
-    (honouring the Hub's Retry-After) and each retry is reported.
+    (honouring the Hub's Retry-After) and each retry is reported. Each published card is kept in
+    cards/<branch>/README.md, so `hubpub render --check` passes after a push; a commit an earlier push left
+    unverified is verified first.
     """
     from publish.commands.push import PushSettings
     from publish.commands.push import push as push_variants
