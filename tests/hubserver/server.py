@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import NamedTuple, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .oidc import TrustedPublishing
+from .pulls import PullRequests
 from .routes import Reply, Routes, json_reply
 from .store import HubError, Store
 
-PUBLIC_ROUTES = ("/api/agent-harnesses", "/api/validate-yaml")  # the real Hub serves these without a token
+# The real Hub serves these without a token (the token exchange authenticates with the ID token it carries).
+PUBLIC_ROUTES = ("/api/agent-harnesses", "/api/validate-yaml", "/oauth/token")
 
 
 class Request(NamedTuple):
@@ -190,8 +193,11 @@ class Handler(BaseHTTPRequestHandler):
         sent = self.headers.get("Authorization", "")
         if hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
             return None
+        refused = self.server.hub.oidc.refusal(self.command, unquote(self.raw_path), sent)  # a Trusted Publisher's?
+        if refused is None:
+            return None
         self.body()
-        return self.error_reply(HubError(401, "Invalid credentials in Authorization header"))
+        return self.error_reply(refused)
 
     def _route(self) -> Reply:
         """The route's answer; errors become JSON error answers and the body is always drained."""
@@ -252,6 +258,8 @@ class HubServer:
     def __init__(self, root: Path, token: str | None = None, *, user: str = "tester", port: int = 0) -> None:
         self.root, self.token, self.user, self.port = Path(root), token, user, port
         self.store = Store(self.root, user)
+        self.pulls = PullRequests(self.store)
+        self.oidc = TrustedPublishing()  # Trusted Publishers and the tokens /oauth/token issued
         self.requests: list[Request] = []
         self.page_size: int | None = None  # override the Hub's page sizes (tree 1000, expanded 50, commits 50)
         self._faults: list[Fault] = []
