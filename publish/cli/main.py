@@ -90,6 +90,7 @@ def main() -> None:
       hubpub plan --branch gs128     show what a push would add, update, delete or keep
       hubpub push --branch gs128     check, render and publish one variant in one commit
       hubpub push --all --card-only  publish only the cards (the weights are already on the Hub)
+      hubpub push --all --create-pr  open a Hub pull request per changed variant, for review
       hubpub eval run --reference B  measure KLD against the base model into kld.json (hubpub[eval])
 
     Push and plan report each step as it happens (--json for a machine-readable report); every command takes
@@ -208,16 +209,19 @@ def _report_cache() -> Any:
 @click.option("--prune", is_flag=True, help="Also plan to delete remote files that are not weights hubpub manages.")
 @click.option("--card-only", is_flag=True,
               help="Plan a card-only push: the weights already on each Hub revision are checked and kept.")
+@click.option("--create-pr", is_flag=True,
+              help="Plan pull requests: show what each would contain, and any open one that already holds it.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report (versioned, stable keys).")
 @verbosity_options
 @_reports_errors
-def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, as_json: bool, verbosity: int) -> None:
+def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, create_pr: bool, as_json: bool,
+         verbosity: int) -> None:
     """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing."""
     from publish.commands.push import plan as plan_push
 
     def run(emit: Any) -> Any:
         return plan_push(_load(manifest), _hub(), branch, cache=_hash_cache(), prune=prune, card_only=card_only,
-                         report_cache=_report_cache(), emit=emit)
+                         create_pr=create_pr, report_cache=_report_cache(), emit=emit)
 
     _run_with_console(run, verbosity, as_json, dry_run=True)
 
@@ -232,12 +236,14 @@ def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, as_jso
 @click.option("--prune", is_flag=True, help="Delete remote files that are not in the variant's folder.")
 @click.option("--message", metavar="MSG", help="The commit title (default: 'Publish <branch> with hubpub').")
 @click.option("--tag", metavar="RELEASE", help="Also tag each variant's commit on the Hub as RELEASE-<branch>.")
+@click.option("--create-pr", is_flag=True,
+              help="Open a Hub pull request per changed variant instead of committing to its branch (no --tag).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report (versioned, stable keys).")
 @verbosity_options
 @_reports_errors
 def push(
     manifest: str, branch: str | None, all_: bool, dry_run: bool, card_only: bool, prune: bool,
-    message: str | None, tag: str | None, as_json: bool, verbosity: int,
+    message: str | None, tag: str | None, create_pr: bool, as_json: bool, verbosity: int,
 ) -> None:
     """Check, render and publish variants, each to its own branch in one atomic, verified commit.
 
@@ -247,17 +253,26 @@ def push(
     commit, and a concurrent push to the branch is detected, never overwritten. A variant whose folder is missing
     is an error; --card-only publishes the card of weights already on the Hub. A --tag that already names another
     commit is refused before committing. Each step is reported as it happens.
+
+    With --create-pr each changed variant's commit opens a Hub pull request against its branch (refs/pr/N,
+    verified there) and the branch stays as it is; a re-run of the same push reports the open pull request instead
+    of opening another. Tag after merging. A Trusted Publisher's token (HF_OIDC_RESOURCE) is exchanged again when it
+    expires during the push.
     """
     from publish.commands.push import push as push_variants
     from publish.errors import UsageError
 
     if bool(branch) == all_:
         raise UsageError("give exactly one of --branch NAME or --all")
+    if tag and create_pr:
+        raise UsageError("give at most one of --tag and --create-pr: a pull request is not on its branch until "
+                         "it is merged", hint="merge the pull requests on the Hub, then run `hubpub push --tag "
+                                              "RELEASE` (it commits nothing and tags each branch's head)")
 
     def run(emit: Any) -> Any:
         return push_variants(
             _load(manifest), _hub(), branch, cache=_hash_cache(), dry_run=dry_run, card_only=card_only,
-            prune=prune, message=message, tag=tag, report_cache=_report_cache(), emit=emit,
+            prune=prune, message=message, tag=tag, create_pr=create_pr, report_cache=_report_cache(), emit=emit,
         )
 
     _run_with_console(run, verbosity, as_json, dry_run=dry_run)

@@ -10,7 +10,6 @@ landed commit.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from publish.card.provenance import Provenance, read_provenance
 from publish.card.render import make_environment, render_card
 from publish.checkpoint.report import Report, agreed_facts, examine
 from publish.checkpoint.reportcache import ReportCache
-from publish.errors import CheckpointError, ChecksFailed, HubError, TagConflict
+from publish.errors import CheckpointError, ChecksFailed, HubError, TagConflict, TokenRenewalError, UsageError
 from publish.events import (
     Authenticated,
     Checked,
@@ -30,15 +29,16 @@ from publish.events import (
     Note,
     Planned,
     Progress,
+    PullRequestOpened,
     Tagged,
     Unchanged,
     Verified,
     ignore,
 )
-from publish.hub.client import Commit, Hub, RemoteState
+from publish.hub.client import Commit, Hub, PullRequest, RemoteState
 from publish.hub.hashcache import HashCache, Prefetch
 from publish.hub.localfiles import file_set, shared_files, unhashed, walk, with_digest
-from publish.hub.plan import LocalFile, Plan, make_plan
+from publish.hub.plan import LocalFile, Plan, make_plan, push_id
 from publish.hub.verify import verify
 from publish.manifest.kldartifact import resolve as resolve_kld
 from publish.manifest.model import Manifest, Variant
@@ -71,15 +71,17 @@ class Options:
     card_only: bool = False
     message: str | None = None
     tag: str | None = None
+    create_pr: bool = False
 
 
 def plan(
     manifest: Manifest, hub: Hub, branch: str | None = None, *, cache: HashCache | None = None, prune: bool = False,
-    card_only: bool = False, report_cache: ReportCache | None = None, emit: Emit = ignore,
+    card_only: bool = False, create_pr: bool = False, report_cache: ReportCache | None = None, emit: Emit = ignore,
 ) -> PushResult:
-    """Compare each selected variant with its remote revision; upload nothing."""
+    """Compare each selected variant with its remote revision; upload nothing. With `create_pr`, also say whether
+    an open pull request already holds the changes."""
     return push(manifest, hub, branch, cache=cache, prune=prune, dry_run=True, card_only=card_only,
-                report_cache=report_cache, emit=emit)
+                create_pr=create_pr, report_cache=report_cache, emit=emit)
 
 
 def push(
@@ -93,6 +95,7 @@ def push(
     card_only: bool = False,
     message: str | None = None,
     tag: str | None = None,
+    create_pr: bool = False,
     report_cache: ReportCache | None = None,
     emit: Emit = ignore,
 ) -> PushResult:
@@ -100,10 +103,16 @@ def push(
 
     Every selected variant's folder must exist. With `card_only`, no weights are sent: the weights already on each
     Hub revision are checked from their headers and left untouched; only the README and the small shared files
-    are pushed. `tag` names a release: each variant's resulting commit gets the Hub tag `<tag>-<branch>`.
+    are pushed. `tag` names a release: each variant's resulting commit gets the Hub tag `<tag>-<branch>`. With
+    `create_pr`, each changed variant's commit opens a Hub pull request against its branch instead (refs/pr/N,
+    verified there), and a re-run finds the pull request its push id already opened instead of opening another.
     """
+    if tag and create_pr:
+        raise UsageError("--tag cannot be combined with --create-pr: a pull request's commit is on no branch yet",
+                         hint="merge the pull requests on the Hub, then tag with `hubpub push --tag RELEASE` (it "
+                              "commits nothing when the branch already holds the variant)")
     cache = cache or HashCache(None)
-    options = Options(dry_run, prune, card_only, message, tag)
+    options = Options(dry_run, prune, card_only, message, tag, create_pr)
     variants = manifest.select(branch)
     manifest = resolve_kld(manifest)  # the card's KLD figures come from kld.json, when the manifest names one
     hub.emit = emit
@@ -135,7 +144,11 @@ def push(
             for note in notes:
                 emit(Note(variant.branch, note))
             step = _VariantStep(manifest, variant, unhashed(files), hub, options, hashing, emit)
-            results.append(step.run(provenance, report, notes))
+            try:
+                results.append(step.run(provenance, report, notes))
+            except TokenRenewalError as error:  # say what landed before the token ran out
+                raise TokenRenewalError(f"{error.message}\n{_landed(results, variants, variant)}",
+                                        hint=error.hint) from None
         # A push has consumed every digest by now; a plan needs only those of files it had to compare.
         if dry_run:
             hashing.cancel()
@@ -231,6 +244,13 @@ class _VariantStep:
         self.emit(Planned(planned))
         if tag:
             _refuse_moving_tag(repo_id, tag, state, planned)
+        if options.create_pr and not planned.is_noop:
+            existing = self._opened_before(planned)
+            if existing is not None:
+                return existing
+            if options.dry_run:
+                self.emit(Note(branch, f"push --create-pr opens a pull request against {branch} with these changes; "
+                                       "the branch stays as it is until it is merged"))
         if options.dry_run:
             return VariantPush(branch, planned, tag=tag, notes=notes)
         if planned.is_noop:
@@ -244,14 +264,38 @@ class _VariantStep:
             repo_id, branch, additions=additions, deletions=[c.path for c in planned.deletions],
             parent=planned.parent_commit or "",
             title=options.message or f"Publish {branch} with hubpub {__version__}",
-            description=_description(planned, provenance, report.summary(), uuid.uuid4().hex),
+            description=_description(planned, provenance, report.summary(), push_id(planned, additions)),
+            create_pr=options.create_pr,
         )
-        self.emit(Committed(branch, commit.oid, commit.url))
-        verify(hub, planned, commit.oid, local)
+        opened = commit.pull_request
+        if opened is not None:
+            self.emit(PullRequestOpened(branch, opened.num, opened.url, opened.revision, commit.oid))
+        else:
+            self.emit(Committed(branch, commit.oid, commit.url))
+        verify(hub, planned, opened.revision if opened else commit.oid, local)
         self.emit(Verified(branch, commit.oid))
         if tag:
             _tag(hub, repo_id, branch, tag, commit.oid, state, self.emit)
         return VariantPush(branch, planned, commit, tag, notes)
+
+    def _opened_before(self, planned: Plan) -> VariantPush | None:
+        """When an open pull request against the branch records this push's id (an earlier run of the same push
+        opened it), report it, verified, instead of opening another. Files are hashed for the id only when some
+        pull request is open against the branch."""
+        repo_id, branch, hub = planned.repo_id, planned.branch, self.hub
+        candidates = [pr for pr in hub.pull_requests(repo_id, branch) if pr.push_id] if planned.branch_exists else []
+        if not candidates:
+            return None
+        wanted = push_id(planned, [self.digest(c.local) for c in planned.uploads if c.local is not None])
+        found: PullRequest | None = next((pr for pr in candidates if pr.push_id == wanted), None)
+        if found is None:
+            return None
+        self.emit(PullRequestOpened(branch, found.num, found.url, found.revision, found.head, existing=True))
+        commit = Commit(found.head, f"{hub.endpoint}/{repo_id}/commit/{found.head}", found)
+        if not self.options.dry_run:
+            verify(hub, planned, found.revision, [self.digest(file) for file in self.local])
+            self.emit(Verified(branch, found.head))
+        return VariantPush(branch, planned, commit, None, (f"pull request #{found.num} already holds these changes",))
 
     def _upload(self, planned: Plan) -> list[LocalFile]:
         """Upload each file's LFS content as soon as its digest is known (file N uploads while N+1 is hashed), a
@@ -262,7 +306,7 @@ class _VariantStep:
         def upload(file: LocalFile) -> LocalFile:
             file = self.digest(file)
             if file.source is not None:
-                self.hub.upload_objects(planned.repo_id, planned.branch, [file])
+                self.hub.upload_objects(planned.repo_id, planned.branch, [file], create_pr=self.options.create_pr)
                 with lock:
                     done[0] += file.size
                     self.emit(Progress("uploading", planned.branch, file.path, done[0], total))
@@ -296,6 +340,23 @@ def _tag(hub: Hub, repo_id: str, branch: str, tag: str, commit: str, state: Remo
     if created:
         hub.create_tag(repo_id, tag, commit, f"hubpub release {tag}")
     emit(Tagged(branch, tag, commit, created))
+
+
+def _landed(results: Sequence[VariantPush], variants: Sequence[Variant], failed: Variant) -> str:
+    """What a push that stopped at `failed` left on the Hub, variant by variant."""
+    lines = []
+    for done in results:
+        if done.commit is not None and done.commit.pull_request is not None:
+            lines.append(f"  {done.branch}: landed as pull request #{done.commit.pull_request.num} "
+                         f"({done.commit.pull_request.url}), verified")
+        elif done.commit is not None:
+            lines.append(f"  {done.branch}: landed, commit {done.commit.oid[:12]} ({done.commit.url}), verified")
+        else:
+            lines.append(f"  {done.branch}: unchanged, nothing to land")
+    lines.append(f"  {failed.branch}: not committed; its branch is as it was (LFS objects uploaded so far stay on the "
+                 "Hub unreferenced, and the next run does not upload them again)")
+    lines += [f"  {v.branch}: not started" for v in variants[len(results) + 1 :]]
+    return "what landed:\n" + "\n".join(lines)
 
 
 def _description(planned: Plan, provenance: Provenance, checks: str, push_id: str) -> str:

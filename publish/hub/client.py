@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from publish.errors import AuthError, ConcurrentPushError, HubError, scrub
-from publish.events import Emit, Retrying, ignore
+from publish.events import Emit, Retrying, TokenRenewed, ignore
+from publish.hub.auth import TrustedPublisher
 from publish.hub.plan import LocalFile, RemoteFile
 
 T = TypeVar("T")
@@ -37,9 +40,21 @@ class RemoteState:
 
 
 @dataclass(frozen=True)
+class PullRequest:
+    """A Hub pull request against a branch; its commits live on `revision` (refs/pr/N)."""
+
+    num: int
+    url: str
+    revision: str
+    head: str = ""  # the newest commit on refs/pr/N, when known
+    push_id: str | None = None  # what its newest commit's description records
+
+
+@dataclass(frozen=True)
 class Commit:
     oid: str
     url: str
+    pull_request: PullRequest | None = None  # set when the commit opened a pull request instead of moving a branch
 
 
 class Hub:
@@ -54,12 +69,14 @@ class Hub:
         backoff: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         emit: Emit = ignore,
+        publisher: TrustedPublisher | None = None,
     ) -> None:
         from huggingface_hub import HfApi
 
         self.endpoint = (endpoint or "https://huggingface.co").rstrip("/")
-        self._token = token
-        self._api = HfApi(endpoint=self.endpoint, token=token or False)
+        self.publisher = publisher  # the token's source when it is a Trusted Publisher's: it is renewed, not fixed
+        self._token = token or (publisher.token if publisher else None)
+        self._api = HfApi(endpoint=self.endpoint, token=self._token or False)
         self._retries = retries
         self._backoff = backoff
         self._sleep = sleep
@@ -69,24 +86,22 @@ class Hub:
 
     @classmethod
     def from_environment(cls) -> Hub:
-        """HF_ENDPOINT (self-hosted hubs) and the token from HF_TOKEN or huggingface_hub's stored login."""
+        """HF_ENDPOINT (self-hosted hubs) and the token: a Trusted Publisher's when HF_OIDC_RESOURCE is set (as
+        huggingface_hub's get_token() decides), else HF_TOKEN or huggingface_hub's stored login."""
         from huggingface_hub import get_token
-        from huggingface_hub.errors import OIDCError
 
-        try:
-            token = get_token()
-        except OIDCError as error:  # a Trusted Publisher was asked for (HF_OIDC_RESOURCE) and could not answer
-            raise AuthError(f"Trusted Publisher login failed: {scrub(str(error))}",
-                            hint="run in GitHub Actions with `permissions: id-token: write`, or unset "
-                                 "HF_OIDC_RESOURCE and provide HF_TOKEN") from None
-        return cls(endpoint=os.environ.get("HF_ENDPOINT"), token=token)
+        endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+        publisher = TrustedPublisher.from_environment(endpoint)
+        if publisher is None:
+            return cls(endpoint=endpoint, token=get_token())
+        return cls(endpoint=endpoint, publisher=publisher)  # the first request exchanges GitHub's ID token
 
     @property
     def has_token(self) -> bool:
         return bool(self._token)
 
     def require_token(self) -> None:
-        if not self._token:
+        if not self._token and self.publisher is None:  # a Trusted Publisher exchanges on the first request
             raise AuthError(
                 "no Hub token found",
                 hint="set HF_TOKEN in the environment (never on the command line) or run `hf auth login`",
@@ -209,12 +224,14 @@ class Hub:
             f"tag {repo_id}@{revision[:12]} as {tag}",
         )
 
-    def upload_objects(self, repo_id: str, revision: str, files: Sequence[LocalFile]) -> None:
+    def upload_objects(
+        self, repo_id: str, revision: str, files: Sequence[LocalFile], *, create_pr: bool = False
+    ) -> None:
         """Upload the LFS content of `files` ahead of the commit (the commit then sends only pointers); objects
         already on the server are skipped. Nothing becomes visible on any branch until the commit."""
         operations = [self._operation(revision, file) for file in files]
         self._call(
-            lambda: self._api.preupload_lfs_files(repo_id, operations, revision=revision),
+            lambda: self._api.preupload_lfs_files(repo_id, operations, revision=revision, create_pr=create_pr),
             f"upload {', '.join(f.path for f in files)} to {repo_id}@{revision}",
         )
 
@@ -228,8 +245,10 @@ class Hub:
         parent: str,
         title: str,
         description: str,
+        create_pr: bool = False,
     ) -> Commit:
-        """One commit holding every addition and deletion, made only if `branch` is still at `parent`."""
+        """One commit holding every addition and deletion, made only if `branch` is still at `parent`; with
+        `create_pr`, made on top of `parent` as a new pull request against `branch`, which stays where it is."""
         from huggingface_hub import CommitOperationDelete
 
         operations: list[Any] = [self._operation(branch, file, taken=True) for file in additions]
@@ -239,9 +258,9 @@ class Hub:
                 info = self._translate(
                     lambda: self._api.create_commit(
                         repo_id, operations, commit_message=title, commit_description=description,
-                        revision=branch, parent_commit=parent,
+                        revision=branch, parent_commit=parent, create_pr=create_pr,
                     ),
-                    f"commit to {repo_id}@{branch}",
+                    f"open a pull request against {repo_id}@{branch}" if create_pr else f"commit to {repo_id}@{branch}",
                 )
             except HubError as error:
                 status = _status(error.__cause__)
@@ -253,16 +272,52 @@ class Hub:
                     ) from None
                 if not _transient(error.__cause__) or attempt == self._retries:
                     raise
-                landed = self._landed(repo_id, branch, parent, description)
+                landed = self._landed(repo_id, branch, parent, description, create_pr)
                 if landed is not None:  # the commit went through; only its answer was lost
                     return landed
                 self._retry(error, attempt, f"commit to {repo_id}@{branch}")
                 continue
-            return Commit(info.oid, info.commit_url)
+            opened = None
+            if info.pr_url and info.pr_num is not None and info.pr_revision:
+                opened = PullRequest(info.pr_num, info.pr_url, info.pr_revision, info.oid, push_id_in(description))
+            return Commit(info.oid, info.commit_url, opened)
         raise AssertionError("unreachable")
 
-    def _landed(self, repo_id: str, branch: str, parent: str, description: str) -> Commit | None:
-        """After a failed commit request: did our commit land anyway (same push id, right on top of parent)?"""
+    def pull_requests(self, repo_id: str, branch: str) -> list[PullRequest]:
+        """The open pull requests against `branch`, newest first, each with the push id its newest commit records
+        (None for one hubpub did not open)."""
+        api, found = self._api, []
+        listed = self._call(
+            lambda: list(api.get_repo_discussions(repo_id, discussion_type="pull_request", discussion_status="open")),
+            f"list the open pull requests of {repo_id}",
+        )
+        for discussion in listed:
+            num = discussion.num
+            details = self._call(partial(api.get_discussion_details, repo_id, num),
+                                 f"read pull request #{num} of {repo_id}")
+            if details.target_branch not in (branch, f"refs/heads/{branch}") or not discussion.git_reference:
+                continue
+            revision = discussion.git_reference
+            commits = self._call(partial(api.list_repo_commits, repo_id, revision=revision),
+                                 f"read the history of {repo_id}@{revision}")
+            newest = commits[0] if commits else None
+            found.append(PullRequest(
+                discussion.num, discussion.url, revision, newest.commit_id if newest else "",
+                push_id_in(f"{newest.title}\n\n{newest.message}") if newest else None,
+            ))
+        return found
+
+    def find_pull_request(self, repo_id: str, branch: str, push_id: str) -> PullRequest | None:
+        """The open pull request against `branch` whose newest commit records `push_id`, if any."""
+        return next((pr for pr in self.pull_requests(repo_id, branch) if pr.push_id == push_id), None)
+
+    def _landed(self, repo_id: str, branch: str, parent: str, description: str, create_pr: bool) -> Commit | None:
+        """After a failed commit request: did our commit land anyway (same push id, right on top of parent, or in
+        an open pull request)?"""
+        push_id = push_id_in(description)
+        if create_pr:
+            opened = self.find_pull_request(repo_id, branch, push_id) if push_id else None
+            return Commit(opened.head, f"{self.endpoint}/{repo_id}/commit/{opened.head}", opened) if opened else None
         head = self.head(repo_id, branch)
         if head is None or head == parent:
             return None
@@ -305,9 +360,30 @@ class Hub:
         self._sleep(wait)
 
     def _translate(self, request: Callable[[], T], what: str) -> T:
+        """One request, with a Trusted Publisher's token renewed first when it is about to expire, and once more
+        (then the request repeated) when the Hub refused it as expired: a 401 means nothing was done."""
+        self._renew(what)
+        used = self._token
+        try:
+            with self._errors(what):
+                return request()
+        except AuthError as error:
+            if self.publisher is None or _status(error.__cause__) != 401:
+                raise
+            self._renew(what, refused=used)
         with self._errors(what):
             return request()
         raise AssertionError("unreachable")  # pragma: no cover - _errors always raises or returns
+
+    def _renew(self, what: str, *, refused: str | None = None) -> None:
+        """A Trusted Publisher's new token, when the current one is about to expire or was refused; said in one
+        line (the first exchange, the login, goes unsaid)."""
+        renewed = self.publisher.renew(what, refused=refused) if self.publisher is not None else None
+        if renewed is None:
+            return
+        self._token = self._api.token = renewed.token
+        if renewed.why:
+            self.emit(TokenRenewed(what, renewed.why))
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -345,6 +421,12 @@ class Hub:
         except OSError as error:
             raise HubError(f"cannot {what}: {type(error).__name__}: {scrub(str(error), self._token)}",
                            hint=f"is {self.endpoint} reachable?") from error
+
+
+def push_id_in(message: str) -> str | None:
+    """The push id a hubpub commit description records (`hubpub-push-id: ...`), if any."""
+    match = re.search(r"^hubpub-push-id: (\S+)$", message, re.MULTILINE)
+    return match[1] if match else None
 
 
 def _new_operation(file: LocalFile) -> Any:
