@@ -147,8 +147,8 @@ def push(
             try:
                 results.append(step.run(provenance, report, notes))
             except TokenRenewalError as error:  # say what landed before the token ran out
-                raise TokenRenewalError(f"{error.message}\n{_landed(results, variants, variant)}",
-                                        hint=error.hint) from None
+                raise TokenRenewalError(f"{error.message}\n{_landed(results, variants, step)}",
+                                        hint=f"{error.hint}; then push again: what landed is skipped") from None
         # A push has consumed every digest by now; a plan needs only those of files it had to compare.
         if dry_run:
             hashing.cancel()
@@ -215,6 +215,7 @@ class _VariantStep:
     options: Options
     hashing: Prefetch
     emit: Emit
+    landed: Commit | None = None  # set as soon as the commit is made, before it is verified
 
     def digest(self, file: LocalFile) -> LocalFile:
         """`file` with its digest, waiting for the background hashing if it is not done yet."""
@@ -267,6 +268,7 @@ class _VariantStep:
             description=_description(planned, provenance, report.summary(), push_id(planned, additions)),
             create_pr=options.create_pr,
         )
+        self.landed = commit
         opened = commit.pull_request
         if opened is not None:
             self.emit(PullRequestOpened(branch, opened.num, opened.url, opened.revision, commit.oid))
@@ -342,21 +344,24 @@ def _tag(hub: Hub, repo_id: str, branch: str, tag: str, commit: str, state: Remo
     emit(Tagged(branch, tag, commit, created))
 
 
-def _landed(results: Sequence[VariantPush], variants: Sequence[Variant], failed: Variant) -> str:
-    """What a push that stopped at `failed` left on the Hub, variant by variant."""
-    lines = []
-    for done in results:
-        if done.commit is not None and done.commit.pull_request is not None:
-            lines.append(f"  {done.branch}: landed as pull request #{done.commit.pull_request.num} "
-                         f"({done.commit.pull_request.url}), verified")
-        elif done.commit is not None:
-            lines.append(f"  {done.branch}: landed, commit {done.commit.oid[:12]} ({done.commit.url}), verified")
-        else:
-            lines.append(f"  {done.branch}: unchanged, nothing to land")
-    lines.append(f"  {failed.branch}: not committed; its branch is as it was (LFS objects uploaded so far stay on the "
-                 "Hub unreferenced, and the next run does not upload them again)")
+def _landed(results: Sequence[VariantPush], variants: Sequence[Variant], failed: _VariantStep) -> str:
+    """What a push that stopped during `failed` left on the Hub, variant by variant."""
+    lines = [f"  {done.branch}: {_where(done.commit, 'verified')}" for done in results]
+    if failed.landed is not None:
+        lines.append(f"  {failed.variant.branch}: {_where(failed.landed, 'NOT verified (run `hubpub plan` to compare)')}")
+    else:
+        lines.append(f"  {failed.variant.branch}: no commit made (LFS objects uploaded so far stay on the Hub "
+                     "unreferenced, and the next run does not upload them again)")
     lines += [f"  {v.branch}: not started" for v in variants[len(results) + 1 :]]
     return "what landed:\n" + "\n".join(lines)
+
+
+def _where(commit: Commit | None, verified: str) -> str:
+    if commit is None:
+        return "unchanged, nothing to land"
+    if commit.pull_request is not None:
+        return f"landed as pull request #{commit.pull_request.num} ({commit.pull_request.url}), {verified}"
+    return f"landed, commit {commit.oid[:12]} ({commit.url}), {verified}"
 
 
 def _description(planned: Plan, provenance: Provenance, checks: str, push_id: str) -> str:

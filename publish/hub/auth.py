@@ -134,6 +134,20 @@ class TrustedPublisher:
         return token
 
 
+def keep_huggingface_hub_from_exchanging() -> None:
+    """Stop huggingface_hub from running a hidden exchange of its own next to this one.
+
+    A few of its requests resolve a token implicitly even when the caller gave one: the LFS verify request after
+    each upload is built with `build_hf_headers(token=None, headers=...)`, which calls `get_token()`, and with
+    HF_OIDC_RESOURCE set that exchanges GitHub's ID token again, against `constants.ENDPOINT`, on a clock of its
+    own. hubpub gives its token explicitly to every call, so implicit tokens are switched off for the process; the
+    verify request still carries the Authorization header of the call it belongs to.
+    """
+    from huggingface_hub import constants
+
+    constants.HF_HUB_DISABLE_IMPLICIT_TOKEN = True
+
+
 def _reason(error: BaseException) -> str:
     """What refused, in one line and without a token: the status and the server's words, or the failure's type."""
     response = getattr(error, "response", None)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from publish.errors import AuthError, ConcurrentPushError, HubError, scrub
 from publish.events import Emit, Retrying, TokenRenewed, ignore
-from publish.hub.auth import TrustedPublisher
+from publish.hub.auth import TrustedPublisher, keep_huggingface_hub_from_exchanging
 from publish.hub.plan import LocalFile, RemoteFile
 
 T = TypeVar("T")
@@ -75,6 +75,8 @@ class Hub:
 
         self.endpoint = (endpoint or "https://huggingface.co").rstrip("/")
         self.publisher = publisher  # the token's source when it is a Trusted Publisher's: it is renewed, not fixed
+        if publisher is not None:
+            keep_huggingface_hub_from_exchanging()
         self._token = token or (publisher.token if publisher else None)
         self._api = HfApi(endpoint=self.endpoint, token=self._token or False)
         self._retries = retries

@@ -73,7 +73,8 @@ class GitHubIdTokens:
     """A stub of the Actions runtime's ID-token endpoint on 127.0.0.1, minting JWTs about one workflow run.
 
     `env()` is what a runner adds to a job with `id-token: write`. `refuse` makes it answer 403 (as GitHub does when
-    the job lacks the permission); `minted` records the audience of each token handed out.
+    the job lacks the permission), and so does a `budget` of tokens once spent; `minted` records the audience of
+    each token handed out.
     """
 
     def __init__(self, *, repository: str = "acme/model-release", ref: str = "refs/tags/v1.0.0",
@@ -89,6 +90,7 @@ class GitHubIdTokens:
         }
         self.lifetime, self.clock = lifetime, clock
         self.refuse = False
+        self.budget: int | None = None  # how many tokens it hands out in all (None: any number)
         self.minted: list[str] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -127,8 +129,8 @@ class GitHubIdTokens:
                     self._answer(400, {"message": "audience is required"})
                 elif not hmac.compare_digest(sent.lower().encode(), f"bearer {stub.request_token}".lower().encode()):
                     self._answer(401, {"message": "Unauthorized"})
-                elif stub.refuse:
-                    self._answer(403, {"message": "the job has no id-token: write permission"})
+                elif stub.refuse or stub.budget == len(stub.minted):
+                    self._answer(403, {"message": "Forbidden: no ID token for this job"})
                 else:
                     self._answer(200, {"count": 1, "value": stub.mint(audience)})
 
