@@ -74,4 +74,5 @@ def test_secrets_reach_steps_only_through_the_environment() -> None:
 
 
 def test_action_inputs_are_the_documented_ones() -> None:
-    assert set(load(ACTION)["inputs"]) == {"manifest", "branches", "dry-run", "card-only", "hubpub-version", "release"}
+    assert set(load(ACTION)["inputs"]) == {"manifest", "branches", "dry-run", "card-only", "hubpub-version", "release",
+                                           "create-pr"}
