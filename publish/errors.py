@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 # Exit codes the CLI uses. 1: the input was understood but is not fit to publish; 2: the input or usage is wrong.
@@ -71,6 +72,26 @@ class UsageError(HubpubError):
 
 class ManifestError(HubpubError):
     """branches.yaml is malformed, breaks the schema, or contradicts itself."""
+
+
+class ManifestProblems(ManifestError):
+    """Every problem found in one manifest, in line order, each printed with its own location and hint."""
+
+    # At most this many problems are printed; the rest are counted.
+    shown = 20
+
+    def __init__(self, problems: Sequence[HubpubError]) -> None:
+        self.problems = tuple(sorted(problems, key=lambda p: p.line or 0))
+        first = self.problems[0]
+        super().__init__(first.message, file=first.file, line=first.line, field=first.field, hint=first.hint)
+
+    def __str__(self) -> str:
+        if len(self.problems) == 1:
+            return super().__str__()
+        listed = [str(p).replace("\n", "\n  ") for p in self.problems[: self.shown]]
+        if len(self.problems) > self.shown:
+            listed.append(f"... and {len(self.problems) - self.shown} more")
+        return f"{self.file}: {len(self.problems)} problems, in line order:\n  " + "\n  ".join(listed)
 
 
 class TemplateError(HubpubError):

@@ -10,11 +10,11 @@ from huggingface_hub import ModelCard
 
 from publish.card.provenance import read_provenance
 from publish.card.render import Provenance, make_environment, render_card
-from publish.errors import MetadataError, TemplateError
+from publish.errors import ManifestError, MetadataError, TemplateError
 from publish.manifest.model import load_manifest
 
 from . import cardfacts
-from .conftest import REFERENCE_CARD, SHIPPED_MANIFEST
+from .conftest import REFERENCE_CARD, SHIPPED_MANIFEST, hubpub
 
 REFERENCE = cardfacts.facts(REFERENCE_CARD.read_text(encoding="utf-8"))
 
@@ -107,25 +107,35 @@ def test_summary_with_a_dashed_line_stays_in_the_body(project: Path) -> None:
     assert meta["license"] == "apache-2.0"
 
 
-def test_unknown_license_is_refused_with_the_field_named(project: Path) -> None:
+def test_unknown_license_is_refused_at_load_with_its_line_and_hint(project: Path) -> None:
     project.write_text(project.read_text().replace("license: apache-2.0", "license: apache2"))
-    with pytest.raises(MetadataError) as caught:
-        render(project)
-    assert caught.value.field == "license" and "apache-2.0" in str(caught.value)
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(project)
+    assert (caught.value.field, caught.value.line) == ("license", 12)
+    assert caught.value.hint == "did you mean 'apache-2.0'?"
 
 
-def test_unknown_pipeline_tag_is_refused(project: Path) -> None:
+def test_unknown_pipeline_tag_is_refused_at_load(project: Path) -> None:
     project.write_text(project.read_text().replace("pipeline_tag: image-text-to-text", "pipeline_tag: chat"))
-    with pytest.raises(MetadataError) as caught:
-        render(project)
-    assert caught.value.field == "pipeline_tag"
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(project)
+    assert (caught.value.field, caught.value.line) == ("pipeline_tag", 14)
 
 
 def test_base_model_relation_must_be_one_of_the_four(project: Path) -> None:
     project.write_text(project.read_text().replace("base_model_relation: quantized", "base_model_relation: distilled"))
-    with pytest.raises(MetadataError) as caught:
-        render(project)
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(project)
     assert caught.value.field == "base_model_relation"
+    assert caught.value.hint == "use one of adapter, merge, quantized, finetune (a quantized variant is 'quantized')"
+
+
+def test_render_refuses_front_matter_the_hub_would_refuse_from_a_manifest_built_in_code() -> None:
+    # A library caller can build a Manifest without load_manifest; the card still never carries bad metadata.
+    manifest = load_manifest(SHIPPED_MANIFEST).model_copy(update={"license": "Apache 2.0"})
+    with pytest.raises(MetadataError) as caught:
+        render_card(manifest, manifest.variants[0], env=make_environment())
+    assert caught.value.field == "license" and caught.value.hint == "did you mean 'apache-2.0'?"
 
 
 def test_templates_next_to_the_manifest_override_one_file(project: Path) -> None:
@@ -193,3 +203,56 @@ def test_provenance_outside_git_has_only_the_version(tmp_path: Path) -> None:
 
 def test_card_says_facts_come_from_the_manifest_without_weights() -> None:
     assert "main from the manifest; gs128 from the manifest." in render()
+
+
+# -- wording a newcomer reads right ----------------------------------------------------------------------------
+
+
+def newcomer_card(project: Path, *edits: tuple[str, str]) -> str:
+    """The card `hubpub render` writes for main after `edits` to the shipped manifest, without its `card:` style
+    (which keeps the reference card's wording)."""
+    text = project.read_text()
+    text = text[: text.index("\n# How the card words the facts.")] + "\n"
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    project.write_text(text)
+    done = hubpub("render", "--branch", "main", cwd=project.parent)
+    assert done.returncode == 0, done.stderr
+    return (project.parent / "cards" / "main" / "README.md").read_text(encoding="utf-8")
+
+
+def test_group_size_is_spelled_out_by_default(project: Path) -> None:
+    text = newcomer_card(project, ("    group_size: 128\n", "    group_size: 0\n"))
+    assert "| Group size | **per-channel** | per-tensor |" in text
+
+
+def test_the_shipped_card_style_keeps_the_configs_numbers(project: Path) -> None:
+    assert hubpub("render", "--branch", "main", cwd=project.parent).returncode == 0
+    assert "| Group size | **-1** | 128 |" in (project.parent / "cards" / "main" / "README.md").read_text()
+
+
+def test_size_under_a_gigabyte_is_in_megabytes(project: Path) -> None:
+    text = newcomer_card(project, ("size_gb: 36.8", "size_gb: 0.0113"), ("size_gb: 38.8", "size_gb: 0.00005"))
+    assert "| Size | **11.3MB** | **50.0KB** |" in text
+    assert "0.0GB" not in text
+
+
+def test_a_sentence_starting_with_a_branch_name_is_capitalised(project: Path) -> None:
+    text = newcomer_card(project, ("    label: Main\n", ""))
+    assert "\nMain branch is used for the evaluation.\n" in text
+    assert "| Field | main branch | gs128 branch |" in text  # a table header is not a sentence
+
+
+def test_data_free_calibration_reads_none_data_free(project: Path) -> None:
+    text = newcomer_card(project, ("calibration: {samples: 128, iterations: 1000, batch_size: 8}", "calibration: none"))
+    assert "| Calibration samples | none (data-free) | 128 |" in text
+    assert "| Iterations | **-** | 200 |" in text and "| Batch size | - | 8 |" in text
+
+
+def test_group_size_style_must_be_words_or_number(project: Path) -> None:
+    project.write_text(project.read_text().replace("  group_size: number", "  group_size: digits"))
+    done = hubpub("render", cwd=project.parent)
+    assert done.returncode == 2
+    assert f"branches.yaml:{project.read_text().splitlines().index('  group_size: digits') + 1}: card.group_size: " \
+           "Input should be 'words' or 'number'" in done.stderr

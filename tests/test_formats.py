@@ -229,7 +229,8 @@ def test_init_then_render_states_each_formats_facts(name: str, good: dict[str, P
     assert done.exit_code == 0, done.output
     card = (tmp_path / "cards" / "main" / "README.md").read_text()
     assert f"| Scheme | {case.scheme} |" in card
-    assert f"| Group size | {case.group_size or 'per-tensor'} |" in card
+    spelled = {-1: "per-channel", 0: "per-tensor"}.get(case.group_size, str(case.group_size))
+    assert f"| Group size | {spelled} |" in card
     assert f"| Scale dtype | {case.scale_dtype} |" in card
 
 
@@ -246,7 +247,7 @@ def test_three_variant_repository_checks_and_renders(good: dict[str, Path], tmp_
     assert invoke("render", "--manifest", str(manifest)).exit_code == 0
     card = (tmp_path / "cards" / "nvfp4" / "README.md").read_text()
     assert "| Scheme | W4A16 | FP8-dynamic | NVFP4 |" in card
-    assert "| Group size | 32 | -1 | 16 |" in card
+    assert "| Group size | 32 | per-channel | 16 |" in card
     assert "| Scale dtype | BF16 | BF16 | FP8 E4M3 |" in card
 
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from publish.errors import ManifestError
+from publish.errors import ManifestError, ManifestProblems
 from publish.manifest.model import load_manifest
 
-from .conftest import SHIPPED_MANIFEST
+from .conftest import ROOT, SHIPPED_MANIFEST, hubpub
 
 SHIPPED = SHIPPED_MANIFEST.read_text(encoding="utf-8")
 
 
 def write(tmp_path: Path, text: str) -> Path:
+    """The manifest `text` in `tmp_path`, beside the shared files the shipped manifest lists."""
+    for name in ("quantize.py", "log.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
     path = tmp_path / "branches.yaml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -38,6 +42,12 @@ def line_of(path: Path, needle: str, occurrence: int = 1) -> int:
 def load_error(path: Path) -> ManifestError:
     with pytest.raises(ManifestError) as caught:
         load_manifest(path)
+    return caught.value
+
+
+def load_error_allowing_todo(path: Path) -> ManifestProblems:
+    with pytest.raises(ManifestProblems) as caught:
+        load_manifest(path, allow_todo=True)
     return caught.value
 
 
@@ -184,3 +194,103 @@ def test_every_error_is_listed_once_in_one_run(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "variants[0].size_gb" in message and "variants[1].size_gb" in message and "pipeline_tag" in message
     assert "at least 1 item" not in message  # the list's echo of its items' errors is not repeated
+
+
+# -- every problem of every pass in one run, in line order, each hint beneath its own error ----------------------
+
+
+def test_misspelt_keys_are_listed_in_line_order_each_with_its_own_hint(project: Path) -> None:
+    text = project.read_text().replace("summary: |-", "sumary: |-").replace("    group_size: 128\n", "    grop_size: 128\n")
+    project.write_text(text)
+    done = hubpub("render", cwd=project.parent)
+    assert done.returncode == 2
+    sumary, grop = line_of(project, "sumary:"), line_of(project, "grop_size:")
+    assert sumary < grop
+    assert done.stderr == (
+        "error: branches.yaml: 2 problems, in line order:\n"
+        f"  branches.yaml:{sumary}: sumary: unknown key 'sumary'\n"
+        "    hint: did you mean 'summary'?\n"
+        f"  branches.yaml:{grop}: variants[1].grop_size: unknown key 'grop_size'\n"
+        "    hint: did you mean 'group_size'?\n"
+    )
+
+
+def test_every_pass_reports_in_one_run(project: Path) -> None:
+    # Schema (repo id, branch), Hub metadata (license, pipeline tag, base model), paths (a missing shared file)
+    # and a TODO, all in one run.
+    text = (project.read_text()
+            .replace("repo_id: Minachist/", "repo_id: Mina chist/")
+            .replace("license: apache-2.0", "license: Apache 2.0")
+            .replace("pipeline_tag: image-text-to-text", "pipeline_tag: text-generaton")
+            .replace("base_model: Qwen/Qwen3.6-27B", "base_model: Qwen3.6-27B")
+            .replace("  log: log.txt", "  log: logs.txt")
+            .replace("  - branch: gs128", "  - branch: gs 128")
+            .replace("gpu: 2× RTX 3090\n    size_gb: 38.8", "gpu: 'TODO: the GPU'\n    size_gb: 38.8"))
+    project.write_text(text)
+    done = hubpub("render", cwd=project.parent)
+    assert done.returncode == 2
+    expected = [  # field, the text on its line, the start of its hint
+        ("repo_id", "repo_id: Mina chist/", "e.g. 'your-name/Model-INT8'"),
+        ("base_model", "base_model: Qwen3.6-27B", "give the id from the base model's Hub page"),
+        ("license", "license: Apache 2.0", "did you mean 'apache-2.0'?"),
+        ("pipeline_tag", "pipeline_tag: text-generaton", "did you mean 'text-generation'"),
+        ("files.log", "log: logs.txt", "paths in `files:` are relative to the manifest"),
+        ("variants[1].branch", "- branch: gs 128", "give a plain branch name such as 'gs128'"),
+        ("variants[1].gpu", "gpu: 'TODO", "replace the TODO with the real value"),
+    ]
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"error: branches.yaml: {len(expected)} problems, in line order:"
+    assert len(lines) == 1 + 2 * len(expected)
+    for n, (field, needle, hint) in enumerate(sorted(expected, key=lambda e: line_of(project, e[1]))):
+        located, hinted = lines[1 + 2 * n], lines[2 + 2 * n]
+        assert located.startswith(f"  branches.yaml:{line_of(project, needle)}: {field}: "), located
+        assert hinted.startswith(f"    hint: {hint}"), (field, hinted)
+    assert "'Apache 2.0' is not a license identifier the Hub knows" in done.stderr
+
+
+def test_todos_and_schema_errors_come_together(tmp_path: Path) -> None:
+    path = edited(tmp_path, "base_model: Qwen/Qwen3.6-27B", "base_model: 'TODO: the base model'")
+    path.write_text(path.read_text().replace("    bits: 8\n", '    bits: "8"\n', 1))
+    error = load_error(path)
+    assert isinstance(error, ManifestProblems)
+    assert [(p.field, p.line) for p in error.problems] == [
+        ("base_model", line_of(path, "base_model: 'TODO")), ("variants[0].bits", line_of(path, 'bits: "8"'))]
+    assert error.problems[0].message == "still says 'TODO: the base model'"
+
+
+def test_check_accepts_todos_but_not_other_problems(tmp_path: Path) -> None:
+    path = edited(tmp_path, "license: apache-2.0", "license: 'TODO: the license'")
+    assert load_manifest(path, allow_todo=True).todos == (f"license (line {line_of(path, 'license: ')})",)
+    path.write_text(path.read_text().replace("pipeline_tag: image-text-to-text", "pipeline_tag: chat"))
+    error = load_error_allowing_todo(path)
+    assert [p.field for p in error.problems] == ["pipeline_tag"]
+
+
+def test_duplicate_yaml_keys_are_reported_with_the_other_problems(tmp_path: Path) -> None:
+    path = edited(tmp_path, "title: Qwen3.6-27B INT8 AutoRound\n", "title: A\ntitle: B\n")
+    path.write_text(path.read_text().replace("license: apache-2.0", "license: apache2"))
+    error = load_error(path)
+    assert isinstance(error, ManifestProblems)
+    assert [p.field for p in error.problems] == ["title", "license"]
+
+
+def test_zero_calibration_samples_points_to_data_free(tmp_path: Path) -> None:
+    path = edited(tmp_path, "calibration: {samples: 128, iterations: 1000", "calibration: {samples: 0, iterations: 1000")
+    error = load_error(path)
+    assert error.field == "variants[0].calibration.samples"
+    assert error.message == "0 calibration samples: a calibrated quantization uses at least one"
+    assert error.hint == "for data-free quantization (RTN, min-max) write `calibration: none` instead of the mapping"
+
+
+def test_calibration_none_means_data_free(tmp_path: Path) -> None:
+    path = edited(tmp_path, "calibration: {samples: 128, iterations: 1000, batch_size: 8}", "calibration: none")
+    manifest = load_manifest(path)
+    assert manifest.variants[0].calibration is None and manifest.variants[1].calibration is not None
+
+
+def test_a_missing_shared_file_names_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, SHIPPED)
+    (tmp_path / "log.txt").unlink()
+    error = load_error(path)
+    assert (error.field, error.line) == ("files.log", line_of(path, "log: log.txt"))
+    assert error.message == f"shared file 'log.txt' not found at {tmp_path / 'log.txt'}"

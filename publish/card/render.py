@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 CARD_TEMPLATE = "card.md.j2"
 PROVENANCE_MARK = "<!-- hubpub:provenance -->"
+# Units the card's Size row uses, smallest first, in gigabytes.
+SIZE_UNITS = (("KB", 1e-6), ("MB", 1e-3), ("GB", 1.0))
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 # The Auto class a `from_pretrained` snippet should use, by pipeline tag.
@@ -77,8 +79,8 @@ def check_front_matter(meta: Mapping[str, Any], source: Path) -> None:
 
     problems = metadata_problems(dict(meta))
     if problems:
-        field, message = problems[0]
-        raise MetadataError(message, file=source, field=field)
+        field, message, hint = problems[0]
+        raise MetadataError(message, file=source, field=field, hint=hint)
 
 
 def dump_front_matter(meta: Mapping[str, Any]) -> str:
@@ -106,6 +108,36 @@ def verify_round_trip(text: str, meta: Mapping[str, Any], source: Path) -> None:
 
 def _size_gb(variant: Variant, facts: WeightFacts | None) -> float:
     return facts.size_gb if facts is not None else variant.size_gb
+
+
+def human_size(gb: float) -> str:
+    """A size in the largest unit under which it stays below 1000, one decimal, as the reference card writes it:
+    36.8GB, 11.3MB, 52.4KB (never 0.0GB)."""
+    for unit, scale in SIZE_UNITS[:-1]:
+        if round(gb / scale, 1) < 1000:
+            return f"{gb / scale:.1f}{unit}"
+    unit, scale = SIZE_UNITS[-1]
+    return f"{gb / scale:.1f}{unit}"
+
+
+def group_size_text(group_size: int, style: str = "words") -> str:
+    """The group size as the card shows it: per-channel (-1), per-tensor (0) or the group's size; with the
+    "number" style, the number the quantization config uses."""
+    if style == "words":
+        return {-1: "per-channel", 0: "per-tensor"}.get(group_size, str(group_size))
+    return str(group_size)
+
+
+def calibration_text(variant: Variant, field: str) -> str:
+    """A calibration setting for the table; a data-free variant (`calibration: none`) has none."""
+    if variant.calibration is None:
+        return "none (data-free)" if field == "samples" else "-"
+    return _or_dash(getattr(variant.calibration, field))
+
+
+def capfirst(text: str) -> str:
+    """The first letter upper-cased and nothing else changed: a sentence may start with a branch name ("main")."""
+    return text[:1].upper() + text[1:]
 
 
 def quantization_table(
@@ -143,20 +175,21 @@ def quantization_table(
         Row("Method", cells(method)),
         Row("Scheme", cells(plain("scheme", lambda v: v.scheme))),
         Row("Bits", cells(plain("bits", lambda v: str(v.bits)))),
-        Row("Group size", cells(plain("group_size", lambda v: "per-tensor" if v.group_size == 0 else str(v.group_size)))),
+        Row("Group size", cells(plain("group_size", lambda v: group_size_text(v.group_size, manifest.card.group_size)))),
         Row("Symmetric", cells(plain("symmetric", lambda v: "yes" if v.symmetric else "no"))),
         Row("Unquantized layers", cells(unquantized)),
-        Row("Calibration samples", cells(plain("samples", lambda v: str(v.calibration.samples)))),
+        Row("Calibration samples", cells(plain("samples", lambda v: calibration_text(v, "samples")))),
     ]
-    if any(v.calibration.iterations is not None for v in variants):
-        rows.append(Row("Iterations", cells(plain("iterations", lambda v: _or_dash(v.calibration.iterations)))))
-    if any(v.calibration.batch_size is not None for v in variants):
-        rows.append(Row("Batch size", cells(plain("batch_size", lambda v: _or_dash(v.calibration.batch_size)))))
+    calibrated = [v.calibration for v in variants if v.calibration is not None]
+    if any(c.iterations is not None for c in calibrated):
+        rows.append(Row("Iterations", cells(plain("iterations", lambda v: calibration_text(v, "iterations")))))
+    if any(c.batch_size is not None for c in calibrated):
+        rows.append(Row("Batch size", cells(plain("batch_size", lambda v: calibration_text(v, "batch_size")))))
     if any(v.torch_compile is not None for v in variants):
         rows.append(Row("torch.compile", cells(plain("torch_compile", lambda v: _enabled(v.torch_compile)))))
     if any(f.scale_dtype for f in facts.values()):
         rows.append(Row("Scale dtype", cells(lambda v: [Part(_scale_dtype(facts.get(v.branch)))])))
-    rows.append(Row("Size", cells(plain("size", lambda v: f"{_size_gb(v, facts.get(v.branch)):.1f}GB"))))
+    rows.append(Row("Size", cells(plain("size", lambda v: human_size(_size_gb(v, facts.get(v.branch)))))))
     if any(v.gpu for v in variants):
         rows.append(Row("GPU used for quant", cells(plain("gpu", lambda v: v.gpu or "-"))))
     return tuple(rows)
@@ -189,7 +222,7 @@ def make_environment(override_dir: Path | None = None, bytecode_dir: Path | None
     if override_dir is not None and override_dir.is_dir():
         loaders.append(jinja2.FileSystemLoader(override_dir))
     loaders.append(jinja2.FileSystemLoader(default_template_dir()))
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -198,6 +231,8 @@ def make_environment(override_dir: Path | None = None, bytecode_dir: Path | None
         autoescape=False,  # Markdown, not HTML; manifest text is the publisher's own.
         bytecode_cache=_bytecode_cache(bytecode_dir),
     )
+    env.filters["capfirst"] = capfirst
+    return env
 
 
 def _bytecode_cache(folder: Path | None) -> jinja2.BytecodeCache | None:

@@ -143,7 +143,8 @@ def render(manifest: str, branch: str | None, out: Path | None, check: bool, ver
 def check(manifest: str, branch: str | None, as_json: bool, remote: bool, verbosity: int) -> None:
     """Verify each variant's checkpoint against its config and the manifest (headers only).
 
-    Checks config (C), index and shards (I), tensors (T) and what is quantized (K). Exits 0 when no
+    Checks config (C), index and shards (I), tensors (T) and what is quantized (K), and warns (S1) about every
+    file push would refuse: a secret, a file holding a token, a link out of the folder. Exits 0 when no
     error-level finding exists, 1 otherwise; a variant whose folder is missing is an error. Runs on a manifest
     whose card fields still say TODO (fresh from `hubpub init`), warning about each.
     """
@@ -151,7 +152,7 @@ def check(manifest: str, branch: str | None, as_json: bool, remote: bool, verbos
 
     loaded = _load(manifest, allow_todo=True)
     hub = _hub() if remote else None
-    report = check_variants(loaded, branch=branch, hub=hub, cache=_report_cache())
+    report = check_variants(loaded, branch=branch, hub=hub, cache=_report_cache(), scans=_hash_cache())
     if loaded.todos and verbosity >= 0:
         click.echo(f"warning: {len(loaded.todos)} field(s) still say TODO; render and push refuse the manifest "
                    f"until they are filled in: {', '.join(loaded.todos)}", err=True)
@@ -174,12 +175,14 @@ def check(manifest: str, branch: str | None, as_json: bool, remote: bool, verbos
 def init(folders: tuple[Path, ...], repo_id: str | None, out: Path, force: bool, verbosity: int) -> None:
     """Write a starting branches.yaml from existing checkpoint FOLDERS, facts filled in from the weights.
 
-    The title comes from --repo-id's name; quantize.py and log.txt beside the manifest become `files:`. What the
-    weights cannot tell is written as TODO: `hubpub check` runs meanwhile, render and push refuse it.
+    The title comes from --repo-id's name; quantize.py and log.txt beside the manifest become `files:` (other
+    recipes or logs there get a warning naming them). What the weights cannot tell is written as TODO: `hubpub
+    check` runs meanwhile, render and push refuse it.
     """
     from publish.commands.init import init as init_manifest
 
-    written = init_manifest(list(folders), repo_id=repo_id, out=out, force=force)
+    written = init_manifest(list(folders), repo_id=repo_id, out=out, force=force,
+                            warn=lambda text: click.echo(text, err=True))
     if verbosity >= 0:
         click.echo(f"wrote {written}; fill in the fields marked TODO (`hubpub check` works meanwhile)")
 
@@ -216,7 +219,11 @@ def _report_cache() -> Any:
 @_reports_errors
 def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, create_pr: bool, as_json: bool,
          verbosity: int) -> None:
-    """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing."""
+    """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing.
+
+    Files the manifest's `exclude:` globs leave out are listed, and so are a recipe or log beside the manifest
+    that `files:` does not list.
+    """
     from publish.commands.push import plan as plan_push
 
     def run(emit: Any) -> Any:

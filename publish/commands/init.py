@@ -7,6 +7,7 @@ loader refuses any TODO left in place, naming its line, so nothing half-filled i
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,11 @@ from publish.checkpoint.facts import WeightFacts, derive_facts
 from publish.checkpoint.model import Checkpoint
 from publish.checkpoint.read import read_checkpoint
 from publish.errors import UsageError
-from publish.manifest.model import check_branch_name, check_repo_id
+from publish.manifest.model import SharedFiles, check_branch_name, check_repo_id
+from publish.manifest.sharedfiles import WELL_KNOWN, unlisted
 from publish.manifest.yamlsource import TODO
 from publish.util.atomic import atomic_write
 
-# Files every branch carries, by the manifest's `files:` key, when they sit beside the manifest.
-SHARED_FILES = {"recipe": "quantize.py", "log": "log.txt"}
 # What a Hub model page should say for each architecture suffix transformers uses.
 PIPELINE_BY_ARCHITECTURE = {
     "ForConditionalGeneration": "image-text-to-text",
@@ -29,19 +29,31 @@ PIPELINE_BY_ARCHITECTURE = {
 }
 
 
-def init(folders: list[Path], *, repo_id: str | None = None, out: Path, force: bool = False) -> Path:
-    """Inspect each folder and write a manifest describing one variant per folder; returns the path written."""
+def init(
+    folders: list[Path], *, repo_id: str | None = None, out: Path, force: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> Path:
+    """Inspect each folder and write a manifest describing one variant per folder; returns the path written.
+
+    Files beside the manifest that look like a recipe or a log but are not quantize.py and log.txt (which become
+    `files:`) are passed to `warn`, naming each: no branch carries them unless they are added to `files:`.
+    """
     if out.exists() and not force:
         raise UsageError(f"{out} already exists", hint="pass --force to overwrite it, or --out to write elsewhere")
     if repo_id is not None:
         try:
             check_repo_id(repo_id)
         except ValueError as error:
-            raise UsageError(f"--repo-id: {error}") from None
+            raise UsageError(f"--repo-id: {error}", hint=getattr(error, "hint", None)) from None
     checkpoints = [read_checkpoint(folder.resolve()) for folder in folders]
     document = manifest_document(checkpoints, repo_id=repo_id, base=out.resolve().parent)
     header = "# Written by `hubpub init`. Replace every TODO, then run `hubpub check` and `hubpub render`.\n"
-    atomic_write(out, header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120))
+    # Flow style for short lists and mappings (`unquantized: [visual, mtp]`), as a person writes a manifest.
+    atomic_write(out, header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120,
+                                              default_flow_style=None))
+    for warning in unlisted(out.parent, SharedFiles(**document.get("files", {})), out.name):
+        if warn is not None:
+            warn(warning)
     return out
 
 
@@ -70,7 +82,7 @@ def manifest_document(checkpoints: list[Checkpoint], *, repo_id: str | None, bas
         "library_name": "transformers",
         "tags": ["compressed-tensors"] + sorted({_tag(v["scheme"], v["bits"]) for v in variants}),
     }
-    shared = {key: name for key, name in SHARED_FILES.items() if (base / name).is_file()}
+    shared = {key: name for key, name in WELL_KNOWN.items() if (base / name).is_file()}
     if shared:
         document["files"] = shared
     document["variants"] = variants
@@ -93,7 +105,7 @@ def _variant(checkpoint: Checkpoint, facts: WeightFacts, branch: str, base: Path
         "group_size": facts.group_size,
         "symmetric": facts.symmetric,
         "unquantized": list(facts.unquantized),
-        "calibration": {"samples": f"{TODO}: the number of calibration samples"},
+        "calibration": {"samples": f"{TODO}: the number of calibration samples (data-free: `calibration: none`)"},
         "size_gb": float(f"{facts.size_gb:.3g}"),
     }
 

@@ -42,6 +42,7 @@ from publish.hub.plan import LocalFile, Plan, make_plan, push_id
 from publish.hub.verify import verify
 from publish.manifest.kldartifact import resolve as resolve_kld
 from publish.manifest.model import Manifest, Variant
+from publish.manifest.sharedfiles import unlisted
 
 # LFS uploads in flight at once, as huggingface_hub's own commit does a few at a time.
 UPLOAD_WORKERS = 4
@@ -114,6 +115,8 @@ def push(
     cache = cache or HashCache(None)
     options = Options(dry_run, prune, card_only, message, tag, create_pr)
     variants = manifest.select(branch)
+    for warning in unlisted(manifest.root, manifest.files, manifest.source.name):
+        emit(Note(None, warning))
     manifest = resolve_kld(manifest)  # the card's KLD figures come from kld.json, when the manifest names one
     hub.emit = emit
     if not dry_run:
@@ -122,7 +125,8 @@ def push(
         _require_folders(manifest, variants)
     # Walked once: unsafe files are refused before any request but the token check, and the same paths are hashed
     # and uploaded.
-    walked = {v.branch: [] if card_only else walk(manifest.variant_path(v).resolve(), cache) for v in variants}
+    walked = {v.branch: [] if card_only else walk(manifest.variant_path(v).resolve(), cache, manifest.excludes(v))
+              for v in variants}
     # Hashing runs in the background from here on: during the checks, and later alongside the uploads, which take
     # each file as soon as its digest is known.
     shared = shared_files(manifest, cache)

@@ -1,8 +1,10 @@
 """The local side of a push: every file a variant's revision must hold, each checked safe to upload.
 
-The variant's folder is walked once (tooling folders skipped); a symlink out of the folder, a file named like a
-credential, or any non-weight file holding something that looks like a Hub token is refused before any request
-but the token check. The manifest's shared files (quantize.py, log.txt) and the rendered card complete the set.
+The variant's folder is walked once (tooling folders and the manifest's `exclude:` globs skipped, unread); a
+symlink out of the folder, a file named like a credential, or any non-weight file holding something that looks like
+a Hub token is refused before any request but the token check, naming the token's line (or byte offset). The
+manifest's shared files (quantize.py, log.txt) and the rendered card complete the set. `unsafe_files` lists, without
+raising, every file a push would refuse, for `hubpub check`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from publish.hub.hashcache import Digest, HashCache, digest_bytes
 from publish.hub.plan import LocalFile
 from publish.manifest.kldartifact import KLD_ARTIFACT, artifact_path
 from publish.manifest.model import Manifest, Variant
+from publish.manifest.sharedfiles import collision, excluded
 
 # Never uploaded: they look like credentials. Matched against each file's name.
 SECRET_PATTERNS = (
@@ -33,6 +36,20 @@ SCAN_CHUNK = 4 * 1024 * 1024
 SCAN_OVERLAP = 256
 TOKEN_BYTES = re.compile(TOKEN_PATTERN.pattern.encode("ascii"))
 GGUF_MAGIC = b"GGUF"
+# A file with a NUL byte in its first 8000 bytes is binary (git's own test): a token in it is placed by byte offset.
+BINARY_SNIFF = 8000
+
+
+@dataclass(frozen=True)
+class TokenFound:
+    """Where a token-shaped string starts in a file: its byte offset, and its line when the file is text."""
+
+    offset: int
+    line: int | None
+
+    def place(self, path: Path) -> str:
+        """`file:line` for text, the file and the byte offset otherwise."""
+        return f"{path}:{self.line}" if self.line is not None else f"{path} (at byte offset {self.offset:,})"
 
 
 @dataclass(frozen=True)
@@ -44,38 +61,72 @@ class FileSet:
     notes: tuple[str, ...]
 
 
-def walk(folder: Path, cache: HashCache | None = None) -> list[Path]:
-    """The folder's files, tooling folders skipped, refusing anything unsafe (`cache` remembers clean scans)."""
-    found = []
+def listing(folder: Path, exclude: Sequence[str] = ()) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The folder's files, tooling folders skipped, and the (path in the folder, glob) of those `exclude` leaves
+    out; names only, nothing is read."""
+    found, left_out = [], []
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
         for name in sorted(names):
             path = Path(root) / name
-            refuse_unsafe(path, folder, cache)
-            found.append(path)
+            pattern = excluded(path.relative_to(folder).as_posix(), exclude) if exclude else None
+            if pattern is None:
+                found.append(path)
+            else:
+                left_out.append((path.relative_to(folder).as_posix(), pattern))
+    return found, left_out
+
+
+def walk(folder: Path, cache: HashCache | None = None, exclude: Sequence[str] = ()) -> list[Path]:
+    """The folder's files but the excluded ones, refusing anything unsafe (`cache` remembers clean scans)."""
+    found, _ = listing(folder, exclude)
+    for path in found:
+        refuse_unsafe(path, folder, cache)
+    return found
+
+
+def unsafe_files(
+    folder: Path, cache: HashCache | None = None, exclude: Sequence[str] = ()
+) -> list[tuple[Path, UnsafeFileError]]:
+    """Every file of the folder (but the excluded ones) that `walk` would refuse, with the reason, in path order."""
+    found = []
+    for path in sorted(listing(folder, exclude)[0]):
+        problem = unsafe(path, folder, cache)
+        if problem is not None:
+            found.append((path, problem))
     return found
 
 
 def refuse_unsafe(path: Path, folder: Path, cache: HashCache | None = None) -> None:
+    problem = unsafe(path, folder, cache)
+    if problem is not None:
+        raise problem
+
+
+def unsafe(path: Path, folder: Path, cache: HashCache | None = None) -> UnsafeFileError | None:
+    """Why `path` must never be uploaded, or None when it is safe (a clean scan is remembered in `cache`)."""
     if path.is_symlink() and not path.resolve().is_relative_to(folder):
-        raise UnsafeFileError(
+        return UnsafeFileError(
             f"{path} is a symlink to {path.resolve()}, outside the variant's folder {folder}",
             hint="copy the file into the folder, or remove the link",
         )
     if any(fnmatch.fnmatch(path.name.lower(), pattern) for pattern in SECRET_PATTERNS):
-        raise UnsafeFileError(
+        return UnsafeFileError(
             f"{path} looks like a secret ({path.name}); hubpub never uploads it",
-            hint="move it out of the checkpoint folder",
+            hint="move it out of the checkpoint folder, or list it in the variant's `exclude:`",
         )
     if is_weight_file(path) or (cache is not None and cache.known_clean(path)):
-        return
-    if contains_token(path):
-        raise UnsafeFileError(
-            f"{path} contains something that looks like a Hugging Face token; hubpub never uploads it",
-            hint="remove the token from the file (and revoke it if it was ever shared)",
+        return None
+    found = find_token(path)
+    if found is not None:
+        return UnsafeFileError(
+            f"{found.place(path)}: contains something that looks like a Hugging Face token; hubpub never uploads it",
+            hint="remove the token from the file (and revoke it if it was ever shared), or list the file in the "
+                 "variant's `exclude:`",
         )
     if cache is not None:
         cache.mark_clean(path)
+    return None
 
 
 def is_weight_file(path: Path) -> bool:
@@ -94,14 +145,25 @@ def is_weight_file(path: Path) -> bool:
 
 def contains_token(path: Path) -> bool:
     """Stream the file in chunks, whatever its size, looking for a Hub token."""
-    tail = b""
+    return find_token(path) is not None
+
+
+def find_token(path: Path) -> TokenFound | None:
+    """Where the first Hub token in the file starts, streaming it in chunks whatever its size; None if none."""
+    tail, start, newlines, binary = b"", 0, 0, None
     with path.open("rb") as handle:
         while chunk := handle.read(SCAN_CHUNK):
+            if binary is None:
+                binary = b"\0" in chunk[:BINARY_SNIFF]
             window = tail + chunk
-            if TOKEN_BYTES.search(window):
-                return True
+            match = TOKEN_BYTES.search(window)
+            if match:
+                before = newlines - tail.count(b"\n") + window.count(b"\n", 0, match.start())
+                return TokenFound(start - len(tail) + match.start(), None if binary else before + 1)
+            newlines += chunk.count(b"\n")
+            start += len(chunk)
             tail = window[-SCAN_OVERLAP:]
-    return False
+    return None
 
 
 def shared_files(manifest: Manifest, cache: HashCache | None = None) -> dict[str, Path]:
@@ -124,17 +186,20 @@ def file_set(
     manifest: Manifest, variant: Variant, card: str, walked: Sequence[Path], shared: Mapping[str, Path]
 ) -> FileSet:
     """The revision's files: the `walked` folder's (none when the weights are not here), the manifest's `shared`
-    files (from `shared_files`) and the card, which replace same-named files of the folder (each replacement
-    noted)."""
+    files (from `shared_files`) and the card, which replaces the folder's README.md (noted). The files the
+    `exclude:` globs leave out are noted; a shared file on a folder file's path is a ManifestError naming both."""
     folder = manifest.variant_path(variant).resolve()
     notes: list[str] = []
     files: dict[str, Path] = {}
+    if walked and manifest.excludes(variant):
+        notes += [f"{folder / rel} is left out by `exclude: {pattern}`"
+                  for rel, pattern in listing(folder, manifest.excludes(variant))[1]]
     for path in walked:
         rel = path.relative_to(folder).as_posix()
         if rel == "README.md":
             notes.append(f"{folder / rel} is replaced by the rendered card")
         elif rel in shared:
-            notes.append(f"{folder / rel} is replaced by the manifest's {shared[rel]}")
+            raise collision(manifest, str(shared[rel]), path, variant.branch, rel)
         else:
             files[rel] = path
     files.update(shared)

@@ -88,8 +88,19 @@ def write_artifact(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
+# (message, hint): each problem with the fix that fits its cause.
+Problem = tuple[str, str]
+# Settings the manifest must state (the rest, and every number, the card can take from the artifact alone).
+_STATED = ("method", "dataset.name", "dataset.split", "sequence_length", "samples")
+
+
 def check_artifact(manifest: Manifest) -> list[str]:
     """`hubpub check`'s view: every way evaluation.kld contradicts its artifact, or why the artifact is unusable."""
+    return [message for message, _ in artifact_problems(manifest)]
+
+
+def artifact_problems(manifest: Manifest) -> list[Problem]:
+    """`check_artifact`, each problem with its own hint."""
     path = artifact_path(manifest)
     kld = manifest.evaluation.kld
     if path is None or kld is None:
@@ -97,10 +108,10 @@ def check_artifact(manifest: Manifest) -> list[str]:
     try:
         return problems(manifest, kld, read_artifact(path))
     except DumpError as error:
-        return [str(error)]
+        return [(str(error).partition("\n  hint: ")[0], error.hint or "run `hubpub eval run` to produce it again")]
 
 
-def problems(manifest: Manifest, kld: Kld, artifact: KldArtifact) -> list[str]:
+def problems(manifest: Manifest, kld: Kld, artifact: KldArtifact) -> list[Problem]:
     """The manifest's differences from the artifact and, when the evaluated variant's folder is here, weights other
     than the ones that were measured (compared by the index's or the single header's sha256: cheap, no tensors)."""
     found = differences(kld, artifact)
@@ -108,8 +119,10 @@ def problems(manifest: Manifest, kld: Kld, artifact: KldArtifact) -> list[str]:
     measured = (artifact.data.get("variant") or {}).get("weights_sha256")
     current = weights_sha256(folder)
     if measured and current and measured != current:
-        found.append(f"{artifact.path.name} was measured on other weights than those at {folder} (weights sha256 "
-                     f"{measured[:12]}…, found {current[:12]}…)")
+        found.append(((f"{artifact.path.name} was measured on other weights than those at {folder} (weights sha256 "
+                      f"{measured[:12]}…, found {current[:12]}…)"),
+                      (f"run `hubpub eval run` again on these weights, or point variant {kld.branch!r}'s `path:` at "
+                      "the weights that were measured")))
     return found
 
 
@@ -130,7 +143,7 @@ def weights_sha256(folder: Path) -> str | None:
         return None
 
 
-def differences(kld: Kld, artifact: KldArtifact) -> list[str]:
+def differences(kld: Kld, artifact: KldArtifact) -> list[Problem]:
     """Where the manifest's evaluation.kld contradicts the artifact: configuration, positions, printed metrics."""
     config, metrics = artifact.config, artifact.metrics
     dataset = config["dataset"] if isinstance(config["dataset"], dict) else {"name": config["dataset"]}
@@ -147,17 +160,28 @@ def differences(kld: Kld, artifact: KldArtifact) -> list[str]:
         pairs.append(("reference_top_k", kld.reference_top_k, config["top_k"]))
     if kld.positions is not None:
         pairs.append(("positions", kld.positions, metrics["positions"]))
-    found = [f"{field}: manifest says {mine!r}, {artifact.path.name} says {theirs!r}"
+    name = artifact.path.name
+    found = [(f"{field}: manifest says {mine!r}, {name} says {theirs!r}", _hint(field, name))
              for field, mine, theirs in pairs if mine != theirs]
     if kld.metrics is not None:
-        for name in ("median", "p90", "mean", "mean_coverage"):
-            mine = getattr(kld.metrics, name)
+        for metric in ("median", "p90", "mean", "mean_coverage"):
+            mine = getattr(kld.metrics, metric)
             if mine is None:
                 continue
-            if _printed(mine) != _printed(metrics[name]):
-                found.append(f"metrics.{name}: manifest says {_printed(mine)}, {artifact.path.name} says "
-                             f"{_printed(metrics[name])} (compared as the card prints them)")
+            if _printed(mine) != _printed(metrics[metric]):
+                found.append(((f"metrics.{metric}: manifest says {_printed(mine)}, {name} says "
+                              f"{_printed(metrics[metric])} (compared as the card prints them)"),
+                              _hint(f"metrics.{metric}", name)))
     return found
+
+
+def _hint(field: str, artifact: str) -> str:
+    """A setting the manifest states is corrected in place; a hand-written copy of a figure is better removed."""
+    if field in _STATED:
+        return (f"write what {artifact} says in evaluation.kld.{field}, or run `hubpub eval run` again if the "
+                "manifest is right")
+    return (f"remove the hand-written evaluation.kld.{field} (the card takes it from {artifact}), or run "
+            "`hubpub eval run` again")
 
 
 def _printed(value: Any) -> str:
@@ -194,8 +218,8 @@ def resolve(manifest: Manifest) -> Manifest:
     found = problems(manifest, kld, artifact)
     if found:
         raise FactMismatch(
-            "evaluation.kld disagrees with its artifact:\n  - " + "\n  - ".join(found),
+            "evaluation.kld disagrees with its artifact:\n  - " + "\n  - ".join(message for message, _ in found),
             file=manifest.source, field="evaluation.kld",
-            hint="remove the hand-written values (the card takes them from the artifact) or run `hubpub eval` again",
+            hint="; ".join(dict.fromkeys(hint for _, hint in found)),
         )
     return manifest.model_copy(update={"evaluation": Evaluation(kld=filled(kld, artifact))})

@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from publish.errors import ManifestError
-from publish.manifest.schemaerrors import MAX_ERRORS, Located, all_errors
-from publish.manifest.yamlsource import dotted, parse_yaml
+from publish.manifest.schemaerrors import Hinted, Located, suggestion
 from publish.util.repoid import repo_id_problem
 from publish.util.suggest import did_you_mean
 
@@ -45,6 +44,8 @@ def _single_line(value: str) -> str:
 
 # Text that lands in a heading, a table cell or a shell command: one line, never empty.
 Line = Annotated[str, AfterValidator(_single_line)]
+# `calibration: none`: data-free quantization (RTN, min-max); the card says "none (data-free)".
+NO_CALIBRATION = "none"
 
 
 class _Model(BaseModel):
@@ -61,10 +62,18 @@ class Method(_Model):
 
 
 class Calibration(_Model):
-    samples: Annotated[int, Field(gt=0)]
+    samples: int
     iterations: Annotated[int, Field(ge=0)] | None = None
     batch_size: Annotated[int, Field(gt=0)] | None = None
     dataset: Line | None = None
+
+    @field_validator("samples")
+    @classmethod
+    def _some_samples(cls, value: int) -> int:
+        if value <= 0:
+            raise Hinted(f"{value} calibration samples: a calibrated quantization uses at least one",
+                         "for data-free quantization (RTN, min-max) write `calibration: none` instead of the mapping")
+        return value
 
 
 class Variant(_Model):
@@ -79,11 +88,14 @@ class Variant(_Model):
     group_size: int
     symmetric: bool
     unquantized: tuple[str, ...] = ()
-    calibration: Calibration
+    # None: data-free quantization, written `calibration: none`.
+    calibration: Calibration | None
     torch_compile: bool | None = None
     gpu: Line | None = None
     size_gb: Annotated[float, Field(gt=0)]
     highlight: tuple[str, ...] = ()
+    # Globs of files in the folder that no push uploads (huggingface_hub's ignore_patterns rules).
+    exclude: tuple[Line, ...] = ()
 
     @property
     def title(self) -> str:
@@ -100,12 +112,22 @@ class Variant(_Model):
         check_branch_name(value)
         return value
 
+    @field_validator("calibration", mode="before")
+    @classmethod
+    def _data_free(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == NO_CALIBRATION:
+            return None
+        if value is None:
+            raise Hinted("calibration is empty", "give `{samples: N, ...}`, or `calibration: none` for data-free "
+                         "quantization (RTN, min-max)")
+        return value
+
     @field_validator("group_size")
     @classmethod
     def _group_size_is_meaningful(cls, value: int) -> int:
         if value < -1:
-            raise ValueError(f"group size {value} means nothing; use -1 for per-channel, 0 for per-tensor or a "
-                             "positive group size")
+            raise Hinted(f"group size {value} means nothing",
+                         "use -1 for per-channel, 0 for per-tensor or a positive group size")
         return value
 
     @field_validator("unquantized")
@@ -113,7 +135,8 @@ class Variant(_Model):
     def _known_families(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for family in value:
             if family not in FAMILIES:
-                raise ValueError(f"unknown module family {family!r}{did_you_mean(family, FAMILIES)}")
+                raise Hinted(f"unknown module family {family!r}",
+                             suggestion(family, FAMILIES) or f"families are: {', '.join(FAMILIES)}")
         if len(set(value)) != len(value):
             raise ValueError("a module family is listed twice")
         return value
@@ -123,7 +146,8 @@ class Variant(_Model):
     def _known_rows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for row in value:
             if row not in HIGHLIGHTABLE:
-                raise ValueError(f"unknown table row {row!r}{did_you_mean(row, HIGHLIGHTABLE)}")
+                raise Hinted(f"unknown table row {row!r}",
+                             suggestion(row, HIGHLIGHTABLE) or f"rows are: {', '.join(HIGHLIGHTABLE)}")
         return value
 
 
@@ -133,6 +157,8 @@ class SharedFiles(_Model):
     recipe: Line | None = None
     log: Line | None = None
     other: tuple[Line, ...] = ()
+    # Globs of files that no variant's push uploads from its folder (added to each variant's own `exclude:`).
+    exclude: tuple[Line, ...] = ()
 
     def all(self) -> tuple[str, ...]:
         return tuple(p for p in (self.recipe, self.log, *self.other) if p)
@@ -158,6 +184,13 @@ def repo_path(name: str) -> str:
     manifest's folder."""
     rel = PurePosixPath(name.replace("\\", "/"))
     return rel.name if ".." in rel.parts or rel.is_absolute() else str(rel)
+
+
+class CardStyle(_Model):
+    """How the card words what the manifest and the weights say."""
+
+    # "words": per-channel, per-tensor; "number": -1 and 0, as in the quantization config.
+    group_size: Literal["words", "number"] = "words"
 
 
 class Dataset(_Model):
@@ -263,6 +296,7 @@ class Manifest(_Model):
     evaluation: Evaluation = Evaluation()
     usage: Usage | None = None
     acknowledgements: tuple[str, ...] = ()
+    card: CardStyle = CardStyle()
     source: Path = Field(default=Path(DEFAULT_MANIFEST), exclude=True)
     # Fields still saying TODO, as "field (line N)"; only a manifest loaded with allow_todo has any.
     todos: tuple[str, ...] = Field(default=(), exclude=True)
@@ -295,6 +329,10 @@ class Manifest(_Model):
         path = Path(variant.path).expanduser()
         return path if path.is_absolute() else self.root / path
 
+    def excludes(self, variant: Variant) -> tuple[str, ...]:
+        """The globs of files in the variant's folder that are not published: the shared ones, then its own."""
+        return (*self.files.exclude, *variant.exclude)
+
     @field_validator("repo_id")
     @classmethod
     def _repo_id(cls, value: str) -> str:
@@ -306,13 +344,15 @@ class Manifest(_Model):
         seen: set[str] = set()
         for index, variant in enumerate(self.variants):
             if variant.branch in seen:
-                raise Located(("variants", index, "branch"), f"duplicate variant: branch {variant.branch!r} is defined twice")
+                raise Located(("variants", index, "branch"), f"duplicate variant: branch {variant.branch!r} is "
+                              "defined twice", "give each variant its own branch")
             seen.add(variant.branch)
         kld = self.evaluation.kld
         if kld is not None and kld.branch not in seen:
             raise Located(
                 ("evaluation", "kld", "branch"),
-                f"KLD was measured on branch {kld.branch!r}, which no variant defines{did_you_mean(kld.branch, seen)}",
+                f"KLD was measured on branch {kld.branch!r}, which no variant defines",
+                suggestion(kld.branch, seen) or f"name one of the variants' branches: {', '.join(sorted(seen))}",
             )
         return self
 
@@ -321,99 +361,32 @@ def check_repo_id(value: str) -> None:
     """A Hub model repo id: `namespace/name`, by huggingface_hub's own rules."""
     problem = repo_id_problem(value)
     if problem is not None:
-        raise ValueError(problem)
+        raise Hinted(problem, "e.g. 'your-name/Model-INT8': letters, digits, '-', '_' and '.'")
 
 
 def check_branch_name(value: str) -> None:
     """A branch name git and the Hub both accept (git-check-ref-format rules, via gitpython)."""
     from git.refs.symbolic import SymbolicReference
 
+    example = "give a plain branch name such as 'gs128' (git-check-ref-format rules)"
     if not value:
-        raise ValueError("branch name is empty")
+        raise Hinted("branch name is empty", example)
     if value.startswith("refs/") or value == "HEAD":
-        raise ValueError(f"{value!r} is reserved; give a plain branch name such as 'gs128'")
+        raise Hinted(f"{value!r} is reserved", example)
     try:
         # gitpython's implementation of git-check-ref-format(1); private, but the rules are git's.
         SymbolicReference._check_ref_name_valid(value)
     except ValueError as error:
-        raise ValueError(f"{error} (branch names follow git-check-ref-format)") from None
-
-
-# What a TODO stands in for while `hubpub check` validates a manifest `hubpub init` just wrote.
-TODO_STAND_INS: dict[str, Any] = {"int_type": 1, "float_type": 1.0, "bool_type": False}
-TODO_REPO_ID = "todo/todo"
+        raise Hinted(str(error), example) from None
 
 
 def load_manifest(path: str | Path = DEFAULT_MANIFEST, *, allow_todo: bool = False) -> Manifest:
-    """Read and validate a manifest; every problem (up to MAX_ERRORS) is listed in one ManifestError naming the
-    file, line and field of each.
+    """Read and validate a manifest. Every problem of every pass (YAML, schema, Hub metadata, TODOs, paths) is
+    raised in one ManifestProblems, in line order, each naming the file, line and field with its own hint.
 
-    Fields still saying TODO (written by `hubpub init`) are refused, all of them at once, unless `allow_todo`:
-    then they stand in for valid values, for commands that do not publish (`hubpub check`); `todos` lists them.
+    Fields still saying TODO (written by `hubpub init`) are refused unless `allow_todo`: then they stand in for
+    valid values, for commands that do not publish (`hubpub check`); `todos` lists them.
     """
-    source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(
-            "manifest not found",
-            file=source,
-            hint="run in the folder holding branches.yaml, pass --manifest FILE, or start one with `hubpub init`",
-        ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ManifestError(f"cannot read the manifest: {error}", file=source) from None
-    todos: list[tuple[tuple[Any, ...], int, str]] = []
-    data, lines = parse_yaml(text, source, todos)
-    if not isinstance(data, dict):
-        raise ManifestError("the manifest must be a YAML mapping (key: value pairs)", file=source, line=1)
-    if todos and not allow_todo:
-        raise _todo_error(todos, source)
-    todo_paths = {loc for loc, _, _ in todos}
-    for _ in range(3):  # each pass replaces the TODOs the schema refused by valid stand-ins
-        try:
-            manifest = Manifest.model_validate({**data, "source": source})
-        except ValidationError as error:
-            details = error.errors(include_url=False)
-            refused = [d for d in details if tuple(d["loc"]) in todo_paths]
-            # A list whose item was refused is refused too ("at least 1 item"): that follows from the TODO.
-            collateral = [d for d in details if any(p[: len(d["loc"])] == tuple(d["loc"]) for p in todo_paths)]
-            if not refused or len(collateral) < len(details):
-                raise all_errors(details, source, lines, Manifest) from None
-            stand_ins = [(tuple(d["loc"]), _stand_in(d)) for d in refused]
-            if any(value is None for _, value in stand_ins):
-                raise all_errors(details, source, lines, Manifest) from None
-            for loc, value in stand_ins:
-                data = _replace(data, loc, value)
-            continue
-        return manifest.model_copy(update={"todos": tuple(f"{dotted(loc)} (line {line})" for loc, line, _ in todos)})
-    raise ManifestError("the TODO placeholders cannot be validated", file=source,
-                        hint="replace the TODOs with real values")
+    from publish.manifest.validation import load
 
-
-def _todo_error(todos: list[tuple[tuple[Any, ...], int, str]], source: Path) -> ManifestError:
-    listed = [f"{source}:{line}: {dotted(loc)}: {value}" for loc, line, value in todos[:MAX_ERRORS]]
-    if len(todos) > MAX_ERRORS:
-        listed.append(f"... and {len(todos) - MAX_ERRORS} more")
-    (loc, line, value) = todos[0]
-    return ManifestError(
-        f"still says {value!r}" + ("" if len(todos) == 1 else f"; {len(todos)} fields still say TODO:\n  "
-                                   + "\n  ".join(listed)),
-        file=source, line=line, field=dotted(loc),
-        hint="replace each TODO with the real value (`hubpub check` runs meanwhile; render and push do not)",
-    )
-
-
-def _stand_in(detail: Any) -> Any:
-    if detail["loc"] == ("repo_id",):
-        return TODO_REPO_ID
-    return TODO_STAND_INS.get(detail["type"])
-
-
-def _replace(data: Any, loc: tuple[Any, ...], value: Any) -> Any:
-    """`data` with the node at `loc` replaced (the parsed YAML is immutable tuples and dicts)."""
-    if not loc:
-        return value
-    head, rest = loc[0], loc[1:]
-    if isinstance(data, tuple):
-        return tuple(_replace(item, rest, value) if index == head else item for index, item in enumerate(data))
-    return {**data, head: _replace(data[head], rest, value)}
+    return load(Path(path), allow_todo=allow_todo)

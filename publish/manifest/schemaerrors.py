@@ -1,5 +1,5 @@
 """pydantic's validation errors as ManifestErrors a person can act on: each names the file, the line and the
-dotted field, says what was found, and suggests the key that was meant. Every error of a document in one run."""
+dotted field, says what was found, and has its own hint (the key that was meant, what to add)."""
 
 from __future__ import annotations
 
@@ -13,56 +13,54 @@ from publish.errors import ManifestError
 from publish.manifest.yamlsource import dotted, line_of
 from publish.util.suggest import closest
 
-# At most this many problems are listed in one error; the rest are counted.
-MAX_ERRORS = 20
+
+class Hinted(ValueError):
+    """A validator's error with the fix kept apart from the message, so it is printed beneath it."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
-class Located(ValueError):
+class Located(Hinted):
     """A cross-field error that knows which field of the document it is about."""
 
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
+    def __init__(self, loc: tuple[str | int, ...], message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
         self.loc = loc
 
 
-def all_errors(
+def schema_problems(
     details: list[Any], source: Path, lines: dict[tuple[Any, ...], int], root: type[BaseModel]
-) -> ManifestError:
-    """Every pydantic error as one ManifestError: the first one located like any error, the others listed."""
-    errors = [_one_error(detail, source, lines, root) for detail in _useful(details, root)]
-    first = errors[0]
-    if len(errors) == 1:
-        return first
-    listed = [str(e).replace("\n  hint: ", " — hint: ") for e in errors[1:MAX_ERRORS]]
-    if len(errors) > MAX_ERRORS:
-        listed.append(f"... and {len(errors) - MAX_ERRORS} more")
-    message = f"{first.message}\n  also:\n  " + "\n  ".join(listed)
-    return ManifestError(message, file=first.file, line=first.line, field=first.field, hint=first.hint)
+) -> list[ManifestError]:
+    """Every useful pydantic error as a ManifestError naming the file, line and field, with its own hint."""
+    return [_one_error(detail, source, lines, root) for detail in _useful(details, root)]
 
 
 def _useful(details: list[Any], root: type[BaseModel]) -> list[Any]:
     """A misspelt key shows up twice, as an unknown key and as a missing one; the unknown key is the useful
     report, so a missing key with a misspelt sibling is dropped. A list whose items were refused is reported
-    "too short" too; its items' errors say why, so that echo is dropped. Unknown keys come first."""
+    "too short" too; its items' errors say why, so that echo is dropped."""
     unknown = [d for d in details if d["type"] == "extra_forbidden"]
     misspelt = {(tuple(d["loc"][:-1]), close) for d in unknown
                 for close in closest(str(d["loc"][-1]), _known_keys(tuple(d["loc"][:-1]), root))}
     inside = {tuple(d["loc"][:n]) for d in details for n in range(len(d["loc"]))}
-    rest = [d for d in details if d["type"] != "extra_forbidden"
-            and not (d["type"] == "missing" and (tuple(d["loc"][:-1]), d["loc"][-1]) in misspelt)
+    return [d for d in details
+            if not (d["type"] == "missing" and (tuple(d["loc"][:-1]), d["loc"][-1]) in misspelt)
             and not (d["type"] == "too_short" and tuple(d["loc"]) in inside)]
-    return unknown + rest
 
 
 def _one_error(detail: Any, source: Path, lines: dict[tuple[Any, ...], int], root: type[BaseModel]) -> ManifestError:
     """One pydantic error as a ManifestError with the file, line and dotted field name."""
     loc = tuple(part for part in detail["loc"] if not (isinstance(part, str) and part.startswith("function-")))
     ctx_error = detail.get("ctx", {}).get("error")
+    hint = _hint(detail, loc, root)
     if isinstance(ctx_error, Located):
         loc = ctx_error.loc
+    if isinstance(ctx_error, Hinted):
+        hint = ctx_error.hint or hint
     message = _message(detail, loc)
-    return ManifestError(message, file=source, line=line_of(loc, lines), field=dotted(loc) or None,
-                         hint=_hint(detail, loc, root))
+    return ManifestError(message, file=source, line=line_of(loc, lines), field=dotted(loc) or None, hint=hint)
 
 
 def _message(detail: Any, loc: tuple[Any, ...]) -> str:
@@ -124,3 +122,9 @@ def _walk_annotation(annotation: Any) -> Iterator[Any]:
     origin = getattr(annotation, "__origin__", None)
     if origin is not None:
         yield origin
+
+
+def suggestion(word: str, choices: Any) -> str | None:
+    """"did you mean 'x'?" as a hint beneath an error, or None when no choice is close."""
+    close = closest(word, choices, cutoff=0.5)
+    return f"did you mean {close[0]!r}?" if close else None

@@ -1,4 +1,4 @@
-"""YAML with a line number for every node, duplicate keys refused, and `hubpub init`'s TODO markers found.
+"""YAML with a line number for every node, duplicate keys found, and `hubpub init`'s TODO markers found.
 
 PyYAML's `safe_load` keeps the last of two duplicate keys silently and forgets where each value came from; the
 manifest's errors need both. Sequences come back as tuples because the manifest's schema is immutable.
@@ -18,12 +18,23 @@ TODO = "TODO"
 
 
 def parse_yaml(
-    text: str, source: Path, todos: list[tuple[tuple[Any, ...], int, str]] | None = None
+    text: str,
+    source: Path,
+    todos: list[tuple[tuple[Any, ...], int, str]] | None = None,
+    problems: list[ManifestError] | None = None,
 ) -> tuple[Any, dict[tuple[Any, ...], int]]:
     """Parse YAML into plain data, recording the line of every node by its path (key, index, ...).
 
-    Every scalar still saying TODO is appended to `todos` as (path, line, value); the caller decides.
+    Every scalar still saying TODO is appended to `todos` as (path, line, value); the caller decides. A duplicate
+    or non-string key is appended to `problems` (raised at once without it) and parsing goes on, so the other
+    passes still run; YAML that does not parse at all is raised.
     """
+
+    def found(error: ManifestError) -> None:
+        if problems is None:
+            raise error
+        problems.append(error)
+
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
@@ -45,15 +56,15 @@ def parse_yaml(
             for key_node, value_node in node.value:
                 key = build(key_node, (*path, "<key>"))
                 if not isinstance(key, str):
-                    raise ManifestError(
-                        f"keys must be strings, found {key!r}", file=source, line=key_node.start_mark.line + 1
-                    )
+                    found(ManifestError(f"keys must be strings, found {key!r}", file=source,
+                                        line=key_node.start_mark.line + 1, hint="quote the key"))
+                    continue
                 if key in out:
-                    raise ManifestError(
+                    found(ManifestError(
                         f"duplicate key {key!r} (first on line {lines[(*path, key)]})",
                         file=source, line=key_node.start_mark.line + 1, field=dotted((*path, key)),
                         hint="YAML keeps only the last value; remove one of them",
-                    )
+                    ))
                 lines[(*path, key)] = key_node.start_mark.line + 1
                 out[key] = build(value_node, (*path, key))
             return out
