@@ -31,7 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationW
 
 def run_push(manifest: Path, hub: HubServer, branch: str | None = None, **kwargs: object) -> PushResult:
     cache = HashCache(Path(os.environ["HUBPUB_CACHE"]))
-    client = Hub(hub.url, HUB_TOKEN, backoff=0.01, sleep=lambda _: None)
+    client = Hub(hub.url, HUB_TOKEN, sleep=lambda _: None)
     return push(load_manifest(manifest), client, branch, cache=cache, **kwargs)  # type: ignore[arg-type]
 
 

@@ -73,7 +73,7 @@ def trusted(hub: HubServer, github: GitHubIdTokens, clock: Clock, monkeypatch: p
 
 
 def keyless(hub: HubServer, clock: Clock) -> Hub:
-    return Hub(hub.url, publisher=TrustedPublisher(REPO, hub.url, clock=clock), backoff=0.01, sleep=lambda _: None)
+    return Hub(hub.url, publisher=TrustedPublisher(REPO, hub.url, clock=clock), sleep=lambda _: None)
 
 
 def run_push(manifest: Path, client: Hub, branch: str | None, on: Callable[[Event], None]) -> PushResult:
