@@ -236,3 +236,12 @@ def branches(hub: HubServer) -> set[str]:
     import git
 
     return {b.name for b in git.Repo(hub.git_path(REPO)).branches}
+
+
+def test_an_empty_resource_falls_back_to_the_token(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The workflow passes `${{ vars.HF_OIDC_RESOURCE }}`, empty when the variable is not set: the secret is used.
+    monkeypatch.setenv("HF_OIDC_RESOURCE", "")
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    client = Hub.from_environment()
+    assert client.publisher is None and client.require_write_token() == "tester"
