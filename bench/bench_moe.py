@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.bench_check import time_cli
+from bench.bench_check import architecture_ms, cold_and_warm
 from bench.sparse import checkpoint_stats, write_sparse_safetensors
 from tests.fixtures.layout import StoredTensor, index_json, plan_shards
 
@@ -125,11 +125,20 @@ def build(folder: Path, d: MoeDims, max_shard_bytes: int) -> Path:
     quantization = QuantizationConfig(config_groups={"group_0": _scheme()}, format="pack-quantized",
                                       ignore=["lm_head", "re:.*mlp.gate$"],
                                       quantization_status="compressed").model_dump(mode="json")
-    config = {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "hidden_size": d.hidden,
-              "num_hidden_layers": d.layers, "num_experts": d.experts, "tie_word_embeddings": False,
-              "quantization_config": quantization}
+    config = {**model_config(d), "quantization_config": quantization}
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     return folder
+
+
+def model_config(d: MoeDims) -> dict[str, Any]:
+    """config.json as transformers' Qwen3MoeConfig writes it for these dimensions."""
+    from transformers import Qwen3MoeConfig
+
+    return Qwen3MoeConfig(
+        hidden_size=d.hidden, num_hidden_layers=d.layers, num_experts=d.experts, moe_intermediate_size=d.expert_width,
+        num_attention_heads=d.heads, num_key_value_heads=d.kv_heads, head_dim=d.head_dim, vocab_size=d.vocab,
+        num_experts_per_tok=min(8, d.experts), tie_word_embeddings=False, architectures=["Qwen3MoeForCausalLM"],
+    ).to_diff_dict()
 
 
 def manifest_for(folder: Path, out: Path) -> Path:
@@ -148,6 +157,7 @@ def manifest_for(folder: Path, out: Path) -> Path:
 
 
 def time_stages(manifest_path: Path, runs: int) -> dict[str, float]:
+    from publish.checkpoint.architecture import ArchitectureCache
     from publish.checkpoint.read import read_checkpoint
     from publish.checkpoint.report import LOCAL, report_for
     from publish.manifest.model import load_manifest
@@ -155,18 +165,19 @@ def time_stages(manifest_path: Path, runs: int) -> dict[str, float]:
     manifest = load_manifest(manifest_path)
     variant = manifest.variants[0]
     folder = manifest.variant_path(variant)
-    read_checkpoint(folder)  # warm: imports and page cache
+    architectures = ArchitectureCache(None)  # in memory, as `hubpub check` reads it from disk
+    read_checkpoint(folder, architectures)  # warm: imports, page cache, the architecture built once
     reads, checks = [], []
     for _ in range(runs):
         start = time.perf_counter()
-        checkpoint = read_checkpoint(folder)
+        checkpoint = read_checkpoint(folder, architectures)
         middle = time.perf_counter()
         report = report_for(checkpoint, variant, LOCAL)  # the checks and the facts, as `hubpub check` runs them
         checks.append(time.perf_counter() - middle)
         reads.append(middle - start)
         assert not report.findings and report.facts is not None and report.facts.refusal is None, report
     return {"read ms": statistics.median(reads) * 1000, "checks and facts ms": statistics.median(checks) * 1000,
-            "tensors": len(checkpoint.tensors)}
+            "architecture ms": architecture_ms(folder), "tensors": len(checkpoint.tensors)}
 
 
 def main() -> int:
@@ -182,18 +193,23 @@ def main() -> int:
             build(folders[name], dims, shard)
     manifests = {name: manifest_for(folder, folder.parent / "branches.yaml") for name, folder in folders.items()}
     stats = checkpoint_stats(folders["full"])
-    cli = {name: statistics.median(time_cli(manifests[name], args.runs)) for name in ("full", "tiny")}
+    timed = {name: cold_and_warm(manifests[name], args.runs, work / f"cache-{name}") for name in ("full", "tiny")}
+    cli = {name: warm for name, (_, warm) in timed.items()}
+    cold = {name: first for name, (first, _) in timed.items()}
     stages = time_stages(manifests["full"], args.runs * 4)
     results = {
         "full tensors": stats.tensors, "full apparent GB": round(stats.apparent_bytes / 1e9, 2),
         "full on-disk MB": round(stats.disk_bytes / 1e6, 1), "tiny tensors": checkpoint_stats(folders["tiny"]).tensors,
         "cli full s": round(cli["full"], 3), "cli tiny s": round(cli["tiny"], 3),
         "ratio full/tiny": round(cli["full"] / cli["tiny"], 3),
+        "cli full cold s": round(cold["full"], 3), "cli tiny cold s": round(cold["tiny"], 3),
+        "ratio full/tiny cold": round(cold["full"] / cold["tiny"], 3),
         **{f"full {k}": round(v, 1) for k, v in stages.items()},
     }
     print(json.dumps(results, indent=2))
     (work / "bench_moe.json").write_text(json.dumps(results, indent=2))
-    ok = results["ratio full/tiny"] <= 1.5 and stages["checks and facts ms"] <= 300
+    ok = (results["ratio full/tiny"] <= 1.5 and results["ratio full/tiny cold"] <= 1.5
+          and stages["checks and facts ms"] <= 300)
     print("targets met" if ok else "TARGETS MISSED: ratio <= 1.5 and checks <= 300 ms")
     return 0 if ok else 1
 

@@ -12,7 +12,7 @@ import yaml
 from publish.commands.check import check
 from publish.commands.init import init
 from publish.commands.render import render
-from publish.errors import FactMismatch, ManifestError, UsageError
+from publish.errors import ChecksFailed, ManifestError, UsageError
 from publish.manifest.model import load_manifest
 
 from .conftest import hubpub, point_manifest
@@ -88,7 +88,7 @@ def test_render_without_weights_says_it_uses_the_manifest(project: Path) -> None
 
 def test_render_refuses_a_manifest_that_contradicts_the_weights(weighed: Path) -> None:
     weighed.write_text(weighed.read_text().replace("symmetric: true", "symmetric: false", 1))
-    with pytest.raises(FactMismatch, match="symmetric: manifest False, weights True"):
+    with pytest.raises(ChecksFailed, match="the config says symmetric True, the manifest says False"):
         render(load_manifest(weighed))
     done = hubpub("render", "--manifest", str(weighed), cwd=weighed.parent)
     assert done.returncode == 1 and "symmetric" in done.stderr and "Traceback" not in done.stderr

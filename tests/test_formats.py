@@ -15,16 +15,15 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from publish.checkpoint.build import build_checkpoint
 from publish.checkpoint.facts import derive_facts
 from publish.checkpoint.findings import collect_findings
 from publish.checkpoint.read import read_checkpoint
-from publish.cli.main import main
 from publish.manifest.model import Variant
 
 from .fixtures.formats import CASE_DEFECTS, CASES, EXPECTED, Case, build, plan, write
+from .fixtures.manifests import invoke, manifest_from_init
 
 PAIRS = [(case, defect) for case, defects in CASE_DEFECTS.items() for defect in defects]
 UNQUANTIZED = {"llama": ("embed_tokens", "lm_head"), "tied": ("embed_tokens", "lm_head"),
@@ -42,27 +41,10 @@ def variant_for(folder: Path, case: Case, arch: str = "llama", **changes: Any) -
     size = sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e9
     return Variant.model_validate({
         "branch": "main", "path": str(folder), "method": {"name": "llm-compressor"}, "scheme": case.scheme,
-        "bits": case.bits, "group_size": case.group_size, "symmetric": case.symmetric,
-        "unquantized": UNQUANTIZED[arch], "calibration": {"samples": 1}, "size_gb": size, **changes,
+        "bits": case.bits, "group_size": case.group_size, "symmetric": case.symmetric, "block": case.block,
+        "activations": case.activations, "unquantized": UNQUANTIZED[arch], "calibration": {"samples": 1},
+        "size_gb": size, **changes,
     })
-
-
-def invoke(*args: str) -> Any:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result
-
-
-def manifest_from_init(folders: list[Path], out: Path) -> Path:
-    """`hubpub init` on the folders, then the TODOs a publisher fills in by hand."""
-    done = invoke("init", *map(str, folders), "--out", str(out), "--repo-id", "org/tiny-model")
-    assert done.exit_code == 0, done.output
-    data = yaml.safe_load(out.read_text())
-    data.update(base_model="org/tiny-base", license="apache-2.0", pipeline_tag="text-generation")
-    for variant in data["variants"]:
-        variant["method"] = {"name": "llm-compressor"}
-        variant["calibration"] = {"samples": 8}
-    out.write_text(yaml.safe_dump(data, sort_keys=False))
-    return out
 
 
 # --- Each format: a good checkpoint passes with the right facts; realistic mistakes are named ------------------
@@ -221,8 +203,10 @@ def test_init_then_render_states_each_formats_facts(name: str, good: dict[str, P
     case = CASES[name]
     manifest = manifest_from_init([good[name]], tmp_path / "branches.yaml")
     variant = yaml.safe_load(manifest.read_text())["variants"][0]
-    assert (variant["scheme"], variant["bits"], variant["group_size"], variant["symmetric"]) == (
-        case.scheme, case.bits, case.group_size, case.symmetric)
+    stated = (variant["scheme"], variant["bits"], variant.get("group_size"), variant.get("block"),
+              variant["symmetric"], variant.get("activations"))
+    assert stated == (case.scheme, case.bits, None if case.block else case.group_size,
+                      list(case.block) if case.block else None, case.symmetric, case.activations)
     assert variant["unquantized"] == ["embed_tokens", "lm_head"]
     assert invoke("check", "--manifest", str(manifest)).exit_code == 0
     done = invoke("render", "--manifest", str(manifest))
@@ -230,8 +214,13 @@ def test_init_then_render_states_each_formats_facts(name: str, good: dict[str, P
     card = (tmp_path / "cards" / "main" / "README.md").read_text()
     assert f"| Scheme | {case.scheme} |" in card
     spelled = {-1: "per-channel", 0: "per-tensor"}.get(case.group_size, str(case.group_size))
-    assert f"| Group size | {spelled} |" in card
+    blocks = "{}×{} blocks".format(*case.block) if case.block else None
+    assert f"| Group size | {blocks or spelled} |" in card
     assert f"| Scale dtype | {case.scale_dtype} |" in card
+    if case.activations:
+        assert f"| Activations | {case.activations} |" in card
+    else:
+        assert "| Activations |" not in card  # a W*A16 card does not grow a row of "none"
 
 
 def test_three_variant_repository_checks_and_renders(good: dict[str, Path], tmp_path: Path) -> None:
@@ -255,7 +244,8 @@ def test_render_refuses_a_manifest_that_contradicts_the_weights(good: dict[str, 
     manifest = manifest_from_init([good["nvfp4"]], tmp_path / "branches.yaml")
     manifest.write_text(manifest.read_text().replace("group_size: 16", "group_size: 64"))
     done = invoke("render", "--manifest", str(manifest))
-    assert done.exit_code == 1 and "group_size: manifest 64, weights 16" in done.output
+    assert done.exit_code == 1 and "C3  config.json: quantization_config.config_groups.group_0.weights.group_size" in done.output
+    assert "the manifest says group 64, the config says group 16" in done.output
 
 
 @pytest.mark.parametrize(("arch", "name", "unquantized"), [
@@ -298,7 +288,8 @@ def test_an_fp8_kv_cache_scheme_and_its_scales_are_not_mistaken_for_weights(tmp_
         made.tensors[f"model.layers.0.self_attn.{name}"] = torch.ones(1, dtype=torch.bfloat16)
     made.quantization["kv_cache_scheme"] = {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "tensor"}
     folder = write(made, tmp_path / "kv")
-    assert collect_findings(read_checkpoint(folder), variant_for(folder, CASES["fp8-static"])) == ()
+    variant = variant_for(folder, CASES["fp8-static"], kv_cache="FP8 E4M3, per-tensor scales")
+    assert collect_findings(read_checkpoint(folder), variant) == ()
 
 
 def test_a_report_recorded_before_the_format_model_is_not_reused(
@@ -320,7 +311,7 @@ def test_a_report_recorded_before_the_format_model_is_not_reused(
     store.write_text(json.dumps(recorded))
     calls: list[Path] = []
     real = checkpoint_module.read_checkpoint
-    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda folder: calls.append(folder) or real(folder))
+    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda folder, *rest: calls.append(folder) or real(folder, *rest))
     manifest = load_manifest(weighed)
     report = examine(manifest, manifest.select("main"), cache=ReportCache(store), reuse=True)
     assert len(calls) == 1 and report.variants[0].facts is not None

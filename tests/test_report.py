@@ -28,7 +28,7 @@ def test_a_recorded_report_is_reused_only_while_nothing_changed(
     first = check(load_manifest(weighed), "main", cache=cache)
     calls: list[Path] = []
     real = checkpoint_module.read_checkpoint
-    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda folder: calls.append(folder) or real(folder))
+    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda folder, *rest: calls.append(folder) or real(folder, *rest))
 
     again = reused(load_manifest(weighed), ReportCache(tmp_path / "checks.json"))
     assert again == first and calls == []  # read back from disk, nothing inspected
@@ -55,6 +55,6 @@ def test_check_without_reuse_always_inspects(weighed: Path, tmp_path: Path, monk
     check(load_manifest(weighed), "gs128", cache=cache)
     calls: list[Path] = []
     real = checkpoint_module.read_checkpoint
-    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda folder: calls.append(folder) or real(folder))
+    monkeypatch.setattr(checkpoint_module, "read_checkpoint", lambda folder, *rest: calls.append(folder) or real(folder, *rest))
     check(load_manifest(weighed), "gs128", cache=cache)
     assert len(calls) == 1

@@ -18,6 +18,7 @@ import jinja2
 import yaml
 
 from publish.card.provenance import Provenance
+from publish.card.scheme import kv_cache_flag, part_group_size, per_part, scheme_text
 from publish.errors import MetadataError, TemplateError
 from publish.manifest.model import Manifest, Variant
 
@@ -120,14 +121,6 @@ def human_size(gb: float) -> str:
     return f"{gb / scale:.1f}{unit}"
 
 
-def group_size_text(group_size: int, style: str = "words") -> str:
-    """The group size as the card shows it: per-channel (-1), per-tensor (0) or the group's size; with the
-    "number" style, the number the quantization config uses."""
-    if style == "words":
-        return {-1: "per-channel", 0: "per-tensor"}.get(group_size, str(group_size))
-    return str(group_size)
-
-
 def calibration_text(variant: Variant, field: str) -> str:
     """A calibration setting for the table; a data-free variant (`calibration: none`) has none."""
     if variant.calibration is None:
@@ -173,10 +166,18 @@ def quantization_table(
     rows = [
         Row("Base", cells(lambda v: [Part(manifest.base_model, code=True, strong="base" in v.highlight)])),
         Row("Method", cells(method)),
-        Row("Scheme", cells(plain("scheme", lambda v: v.scheme))),
-        Row("Bits", cells(plain("bits", lambda v: str(v.bits)))),
-        Row("Group size", cells(plain("group_size", lambda v: group_size_text(v.group_size, manifest.card.group_size)))),
-        Row("Symmetric", cells(plain("symmetric", lambda v: "yes" if v.symmetric else "no"))),
+        Row("Scheme", cells(plain("scheme", scheme_text))),
+        Row("Bits", cells(plain("bits", lambda v: per_part(v, lambda p: str(p.bits))))),
+        Row("Group size", cells(plain("group_size", lambda v: per_part(
+            v, lambda p: part_group_size(p, manifest.card.group_size))))),
+        Row("Symmetric", cells(plain("symmetric", lambda v: per_part(v, lambda p: "yes" if p.symmetric else "no")))),
+    ]
+    if any(p.activations for v in variants for p in v.described_parts):
+        rows.append(Row("Activations", cells(plain("activations",
+                                                   lambda v: per_part(v, lambda p: p.activations or "none")))))
+    if any(v.kv_cache for v in variants):
+        rows.append(Row("KV cache", cells(plain("kv_cache", lambda v: v.kv_cache or "none"))))
+    rows += [
         Row("Unquantized layers", cells(unquantized)),
         Row("Calibration samples", cells(plain("samples", lambda v: calibration_text(v, "samples")))),
     ]
@@ -274,6 +275,7 @@ def render_card(
         "downloads": [_download(manifest, v) for v in manifest.variants],
         "local_dir": _local_dir(manifest, variant),
         "auto_class": AUTO_CLASSES.get(manifest.pipeline_tag, "AutoModel"),
+        "kv_cache_flag": kv_cache_flag(manifest, variant),
         "facts_from": {v.branch: ("weights" if v.branch in facts else "manifest") for v in manifest.variants},
         "provenance": provenance or Provenance(),
         "provenance_mark": PROVENANCE_MARK,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from publish.checkpoint.architecture import Architecture
 from publish.checkpoint.families import NOT_LINEAR, family_of
 from publish.checkpoint.formats import Scheme, solve_in_features
 from publish.checkpoint.model import DENSE_DTYPES, Checkpoint, Family, QuantizedModule, Tensor, ties_embeddings
@@ -29,6 +30,7 @@ def build_checkpoint(
     quantization_raw: Mapping[str, Any] | None,
     sidecar: Mapping[str, Any] | None,
     weight_shapes: Mapping[str, tuple[int, ...]],
+    architecture: Architecture | None = None,
 ) -> Checkpoint:
     """Classify every module as quantized or dense, give each its config group, and summarise by family."""
     tensors: dict[str, Tensor] = {}
@@ -45,7 +47,7 @@ def build_checkpoint(
     stored_quantized = {m for m, params in by_module.items() if _is_quantized(params)}
     dense = sorted(m for m, params in by_module.items() if m not in stored_quantized and "weight" in params
                    and len(params["weight"].shape) == 2 and not NOT_LINEAR.search(m))
-    targeted, ignored = match_config(quantization, schemes, [*stored_quantized, *dense])
+    targeted, ignored = match_config(quantization, schemes, [*stored_quantized, *dense], architecture)
     quantized: dict[str, QuantizedModule] = {}
     for module in sorted(stored_quantized):
         scheme = schemes.get(targeted.get(module, ""))
@@ -59,6 +61,7 @@ def build_checkpoint(
         quantization_error=quantization_error, sidecar=sidecar, weight_shapes=dict(weight_shapes),
         quantized=quantized, dense=tuple(dense), families=_families(tensors, quantized, dense, config),
         schemes=schemes, targeted=targeted, ignored=ignored, unsupported=unsupported, problems=problems,
+        architecture=architecture,
     )
 
 

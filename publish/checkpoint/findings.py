@@ -1,35 +1,39 @@
-"""Checks: does a checkpoint agree with itself, with its quantization_config, and with the manifest?
+"""Checks: does a checkpoint agree with itself, with its quantization_config, with the architecture it claims,
+with what vLLM can load, and with the manifest?
 
 Pure: a `Checkpoint` and a `Variant` in, `Finding`s out. Codes are stable (scripts may match on them):
-C = config, I = index and shards, T = tensors, K = which modules are (not) quantized. Matching of `targets` and
-`ignore` follows compressed-tensors' own `match_name` (exact name, or `re:` anchored at the start only).
+C = config, I = index and shards, T = tensors, K = which modules are (not) quantized, A = the architecture
+(architecture_checks.py). Matching of `targets` and `ignore` follows compressed-tensors' own `match_name` (exact
+name, or `re:` anchored at the start only).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
-from typing import Literal
 
-from publish.checkpoint.facts import SIZE_TOLERANCE, same_scheme_name, size_matches
+from publish.checkpoint.architecture_checks import check_architecture, check_kv_cache, few_of_each
+from publish.checkpoint.engine import built_full_precision, refuses_quantized
+from publish.checkpoint.facts import SIZE_TOLERANCE, WeightFacts, derive_facts, kv_cache_differs, size_matches
 from publish.checkpoint.families import family_of
-from publish.checkpoint.formats import Scheme, supported_formats, text
+from publish.checkpoint.formats import supported_formats, text
 from publish.checkpoint.model import (
     CONFIG_FILE,
     INDEX_FILE,
     NO_QUANTIZATION_CONFIG,
     SIDECAR_FILE,
     Checkpoint,
+    Finding,
     QuantizedModule,
+    error,
     refused_config,
+    warning,
 )
+from publish.checkpoint.parts import PartFacts, granularity, pair_parts, part_differences
 from publish.checkpoint.quantconfig import Matcher
 from publish.manifest.model import FAMILIES, Variant
 from publish.util.modelconfig import text_setting
 
-Severity = Literal["error", "warning"]
-REPEATS_SHOWN = 3  # findings shown per (code, parameter) before the rest are counted in one
 # Shards that vLLM fuses into one layer must share precision and scheme (its packed_modules_mapping).
 FUSED_GROUPS = (
     ("q_proj", "k_proj", "v_proj"),
@@ -39,37 +43,21 @@ FUSED_GROUPS = (
 )
 
 
-@dataclass(frozen=True)
-class Finding:
-    code: str
-    severity: Severity
-    subject: str  # the file, tensor, module or config field concerned
-    message: str
-    hint: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-
-def error(code: str, subject: str, message: str, hint: str = "") -> Finding:
-    return Finding(code, "error", subject, message, hint)
-
-
-def warning(code: str, subject: str, message: str, hint: str = "") -> Finding:
-    return Finding(code, "warning", subject, message, hint)
-
-
-def collect_findings(checkpoint: Checkpoint, variant: Variant) -> tuple[Finding, ...]:
-    """Every finding for one variant, errors and warnings, in check order."""
+def collect_findings(checkpoint: Checkpoint, variant: Variant, facts: WeightFacts | None = None
+                     ) -> tuple[Finding, ...]:
+    """Every finding for one variant, errors and warnings, in check order (`facts`: derive_facts(checkpoint),
+    when the caller has them already)."""
     if checkpoint.config is None:
         return (error("C1", CONFIG_FILE, checkpoint.config_error or f"{CONFIG_FILE} is missing",
                       "a checkpoint needs the config.json its exporter wrote"),
                 *check_index(checkpoint))
     if checkpoint.unsupported is not None:
         return (unsupported(checkpoint),)
-    findings = [*check_config(checkpoint, variant), *check_index(checkpoint)]
+    facts = facts if facts is not None else derive_facts(checkpoint)
+    findings = [*check_config(checkpoint, variant, facts), *check_index(checkpoint), *check_architecture(checkpoint)]
     if checkpoint.quantization is not None:
-        findings += [*check_tensors(checkpoint), *check_ignore(checkpoint), *check_fused(checkpoint)]
+        findings += [*check_tensors(checkpoint), *check_kv_cache(checkpoint), *check_ignore(checkpoint),
+                     *check_fused(checkpoint)]
     findings += [*check_families(checkpoint, variant), *check_size(checkpoint, variant)]
     return tuple(findings)
 
@@ -84,7 +72,7 @@ def unsupported(checkpoint: Checkpoint) -> Finding:
 # C: config.json and quantization_config
 
 
-def check_config(checkpoint: Checkpoint, variant: Variant) -> Iterator[Finding]:
+def check_config(checkpoint: Checkpoint, variant: Variant, facts: WeightFacts) -> Iterator[Finding]:
     raw, config = checkpoint.quantization_raw, checkpoint.quantization
     if raw is None:
         yield error("C1", f"{CONFIG_FILE}: quantization_config",
@@ -97,53 +85,67 @@ def check_config(checkpoint: Checkpoint, variant: Variant) -> Iterator[Finding]:
                     "fix the config so QuantizationConfig.model_validate accepts it")
         return
     where = f"{CONFIG_FILE}: quantization_config"
-    status = text(config.quantization_status)
-    if status != "compressed":
-        yield error("C2", f"{where}.quantization_status",
-                    f"quantization_status is {status!r}, but the weights are stored "
-                    "compressed", "set it to 'compressed' (loaders decompress only then)")
+    yield from _check_status(checkpoint, where)
     for group, ct_scheme in config.config_groups.items():
-        subject = f"{where}.config_groups.{group}"
-        scheme = checkpoint.schemes.get(group)
-        if ct_scheme.weights is None or scheme is None:
-            yield error("C2", subject, "the group quantizes no weights")
-            continue
-        activation_bits = _activation_bits(variant.scheme)
-        if activation_bits is not None and activation_bits >= 16 and scheme.inputs is not None:
-            yield error("C2", f"{subject}.input_activations",
-                        f"the manifest's scheme {variant.scheme} keeps activations unquantized, but "
-                        "input_activations is set", "remove input_activations or fix the manifest's scheme")
-        elif not same_scheme_name(variant.scheme, scheme.name):
-            yield error("C3", f"{subject}", f"the config's scheme is {scheme.name} ({scheme.weight_type} weights, "
-                        f"{scheme.activation_type} activations), the manifest says {variant.scheme}",
-                        f"set the manifest's scheme to {scheme.name}")
-        yield from _compare_with_manifest(subject, scheme, variant)
+        if ct_scheme.weights is None or group not in checkpoint.schemes:
+            yield error("C2", f"{where}.config_groups.{group}", "the group quantizes no weights")
+    yield from _compare_schemes(facts, variant, where)
     yield from _check_sidecar(checkpoint)
     yield from _check_mtp_declared(checkpoint)
 
 
-def _activation_bits(scheme: str) -> int | None:
-    found = re.search(r"A(\d+)", scheme)
-    return int(found.group(1)) if found else None
+def _check_status(checkpoint: Checkpoint, where: str) -> Iterator[Finding]:
+    """'compressed' is what loaders expect; 'frozen' with weights stored compressed is an older export that vLLM
+    still loads (its own test set has such checkpoints), so it is only a warning."""
+    status = text(checkpoint.quantization.quantization_status)
+    if status == "compressed":
+        return
+    if status == "frozen" and checkpoint.quantized:
+        yield warning("C2", f"{where}.quantization_status",
+                      "quantization_status is 'frozen' while the weights are stored compressed; vLLM loads it, "
+                      "other loaders may treat the weights as already decompressed",
+                      "set it to 'compressed' at the next export")
+        return
+    yield error("C2", f"{where}.quantization_status",
+                f"quantization_status is {status!r}, but the weights are stored compressed",
+                "set it to 'compressed' (loaders decompress only then)")
 
 
-def _granularity(group_size: int) -> str:
-    return {-1: "per channel (-1)", 0: "per tensor (0)"}.get(group_size, f"group size {group_size}")
+# Where each compared fact sits in a config group.
+_CONFIG_FIELD = {"scheme": "", "bits": ".weights.num_bits", "group_size": ".weights.group_size",
+                 "symmetric": ".weights.symmetric", "block": ".weights.block_structure",
+                 "activations": ".input_activations"}
 
 
-def _compare_with_manifest(subject: str, scheme: Scheme, variant: Variant) -> Iterator[Finding]:
+def _compare_schemes(facts: WeightFacts, variant: Variant, where: str) -> Iterator[Finding]:
+    """The manifest's scheme (or each of its parts) against the config groups of the modules it describes."""
     hint = f"fix the manifest's variant {variant.branch!r} or re-export the checkpoint"
-    if scheme.bits != variant.bits:
-        yield error("C3", f"{subject}.weights.num_bits",
-                    f"config says {scheme.bits} bits, the manifest says {variant.bits}", hint)
-    if scheme.group_size != variant.group_size:
-        field = "strategy" if variant.per_channel else "group_size"
-        yield error("C3", f"{subject}.weights.{field}",
-                    f"the manifest says {_granularity(variant.group_size)}, the config says strategy "
-                    f"{scheme.strategy!r} with group_size {scheme.weights.group_size}", hint)
-    if scheme.symmetric != variant.symmetric:
-        yield error("C3", f"{subject}.weights.symmetric",
-                    f"config says symmetric={scheme.symmetric}, the manifest says {variant.symmetric}", hint)
+    if kv_cache_differs(variant, facts):
+        yield error("C3", f"{where}.kv_cache_scheme", f"the config's KV cache is {facts.kv_cache}, the manifest says "
+                    f"{variant.kv_cache or 'none'}", f"set the variant's kv_cache to {facts.kv_cache!r}"
+                    if facts.kv_cache != "none" else "remove kv_cache from the variant")
+    pairing = pair_parts(variant.described_parts, facts.parts)
+    for problem in pairing.problems:
+        yield error("C3", f"{where}.config_groups", problem,
+                    "describe each scheme under `parts:` with the families it covers (`hubpub init` writes them)")
+    for declared, found in pairing.pairs:
+        for field, said, weighs in part_differences(declared, found):
+            for group in found.groups:
+                subject = f"{where}.config_groups.{group}{_CONFIG_FIELD[field]}"
+                if field == "group_size" and declared.group_size == -1:
+                    subject = subject.replace(".group_size", ".strategy")
+                yield error("C3", subject, _difference(field, said, weighs, found), hint if field != "scheme" else
+                            f"set the manifest's scheme to {found.scheme}")
+
+
+def _difference(field: str, said: str, weighs: str, found: PartFacts) -> str:
+    if field == "scheme":
+        return (f"the config's scheme is {found.scheme} ({found.weight_type} weights, activations "
+                f"{found.activations}), the manifest says {said}")
+    if field == "group_size":
+        return (f"the manifest says {granularity(int(said), None)}, the config says "
+                f"{granularity(found.group_size, found.block)}")
+    return f"the config says {field} {weighs}, the manifest says {said}"
 
 
 def _check_sidecar(checkpoint: Checkpoint) -> Iterator[Finding]:
@@ -223,19 +225,9 @@ def check_index(checkpoint: Checkpoint) -> Iterator[Finding]:
 
 
 def check_tensors(checkpoint: Checkpoint) -> Iterator[Finding]:
-    # One wrong config repeats the same problem on every module: name a few, then count the rest.
-    repeated: dict[tuple[str, str], list[str]] = {}
-    for problems in checkpoint.problems.values():
-        for problem in problems:
-            same = repeated.setdefault((problem.code, problem.subject.rpartition(".")[2]), [])
-            same.append(problem.subject)
-            if len(same) <= REPEATS_SHOWN:
-                yield error(problem.code, problem.subject, problem.message, problem.hint)
-    for (code, param), subjects in repeated.items():
-        if len(subjects) > REPEATS_SHOWN:
-            yield error(code, f"{param} of {len(subjects) - REPEATS_SHOWN} more modules",
-                        f"the same problem as above in {len(subjects) - REPEATS_SHOWN} more modules "
-                        f"(e.g. {subjects[REPEATS_SHOWN]})", "fix the cause once: usually the config or the export")
+    problems = (error(problem.code, problem.subject, problem.message, problem.hint)
+                for found in checkpoint.problems.values() for problem in found)
+    yield from few_of_each(problems, lambda f: f.subject.rpartition(".")[2])
     dtypes = [t.dtype for t in checkpoint.tensors.values() if t.param in ("weight", "bias")
               and t.module not in checkpoint.quantized and t.dtype in ("F32", "F16", "BF16")]
     usual = max(set(dtypes), key=dtypes.count) if dtypes else None
@@ -262,28 +254,29 @@ def check_ignore(checkpoint: Checkpoint) -> Iterator[Finding]:
         except re.error as problem:
             yield error("K2", f"ignore: {pattern}", f"the regex does not compile: {problem}")
     for module in checkpoint.dense:
+        # Untargeted: no group names it, and "Linear" does not reach it (not an nn.Linear in the architecture).
         if module in checkpoint.ignored or module not in checkpoint.targeted:
             continue
-        if family_of(module) == "router":
-            yield warning("K1", module, "a dense MoE router that quantization_config.ignore does not cover; vLLM "
-                          "builds routers unquantized, other loaders may try to load it quantized",
-                          "add it to ignore (llm-compressor's recipes use 're:.*mlp.gate$')")
+        rule = built_full_precision(module)
+        if rule is not None:
+            yield warning("K1", module, f"{rule.what} left dense but not covered by quantization_config.ignore; "
+                          f"{rule.why}, other loaders may build it quantized", f"add {rule.ignore!r} to ignore")
             continue
         hint = f"add {module!r} to ignore" + (" (for MTP layers, 're:^mtp.*')" if family_of(module) == "mtp" else "")
         yield error("K1", module, "a dense Linear that quantization_config.ignore does not cover; vLLM and "
                     "SGLang build it quantized and fail to load it", hint)
-    for module in checkpoint.quantized:
+    for module, stored in checkpoint.quantized.items():
         entry = checkpoint.ignored.get(module)
+        refusing = refuses_quantized(module, stored.params)
         if entry is not None:
             yield error("K2", module, f"stored quantized but ignore entry {entry!r} matches it",
                         "remove the entry or store the module dense")
+        elif refusing is not None:
+            yield error("K5", module, f"{refusing.what} stored quantized: {refusing.why}, so vLLM cannot load it",
+                        f"leave it dense and add {refusing.ignore!r} to ignore, as llm-compressor's recipes do")
         elif module not in checkpoint.targeted:
             yield error("K2", module, "stored quantized but no config group targets it",
                         "add it to a config group's targets, or store it dense and add it to ignore")
-        elif family_of(module) == "router":
-            yield error("K5", module, "a quantized MoE router: vLLM builds router gates unquantized and cannot load "
-                        "it", "leave the router dense and ignore it ('re:.*mlp.gate$'), as llm-compressor's MoE "
-                        "recipes do")
     used = set(checkpoint.ignored.values())
     for entry in (e for e in ignore.entries if e not in used):
         if entry == "lm_head" and checkpoint.tied_embeddings:

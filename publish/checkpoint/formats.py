@@ -102,13 +102,17 @@ class Scheme:
         return type_name(self.weights)
 
     @cached_property
-    def activation_type(self) -> str:
-        """What the activations are at inference: BF16/FP16 ("16-bit") when not quantized."""
-        if self.inputs is None:
-            return "16-bit"
-        dynamic = text(self.inputs.dynamic)
-        kind = {"True": "dynamic", "local": "dynamic, global scale static", "False": "static"}.get(dynamic, dynamic)
-        return f"{type_name(self.inputs)} ({kind}, per {text(self.inputs.strategy).replace('_', ' ')})"
+    def activations(self) -> str:
+        """How activations are quantized at inference ("dynamic per-token INT8"), "none" when they are not."""
+        return describe_activations(self.inputs)
+
+    @cached_property
+    def block(self) -> tuple[int, int] | None:
+        """[rows, columns] of a block-wise scheme's scale blocks."""
+        if self.strategy != "block":
+            return None
+        rows, columns = self.weights.block_structure
+        return int(rows), int(columns)
 
     @cached_property
     def name(self) -> str:
@@ -123,6 +127,12 @@ class Scheme:
         return found
 
 
+def safetensors_dtype(dtype: Any) -> str:
+    """A torch dtype by its safetensors name (torch.bfloat16 -> BF16)."""
+    name = str(dtype).removeprefix("torch.")
+    return _ST_NAMES.get(name, name)
+
+
 def text(value: Any) -> str:
     """compressed-tensors enums as their plain string values."""
     return str(getattr(value, "value", value))
@@ -134,6 +144,34 @@ def type_name(args: Any) -> str:
     if text(args.type) == "int":
         return f"INT{bits}"
     return {8: "FP8 E4M3", 4: "FP4 E2M1", 6: "FP6 E2M3"}.get(bits, f"FP{bits}")
+
+
+def _granularity(args: Any) -> str:
+    strategy = text(args.strategy)
+    if strategy in ("group", "tensor_group"):
+        return f"per-group ({args.group_size})"
+    if strategy == "block":
+        return "per-block ({}×{})".format(*args.block_structure)
+    return {"attn_head": "per-head"}.get(strategy, f"per-{strategy}")
+
+
+def describe_activations(args: Any | None) -> str:
+    """A card's words for a config group's `input_activations`: "dynamic per-token INT8", "static per-tensor
+    FP8 E4M3", "dynamic per-group (16) FP4 E2M1, static global scale"; "none" when activations stay 16-bit."""
+    if args is None:
+        return "none"
+    dynamic = text(args.dynamic)
+    words = f"{'static' if dynamic == 'False' else 'dynamic'} {_granularity(args)} {type_name(args)}"
+    return words + (", static global scale" if dynamic == "local" else "")
+
+
+def describe_kv_cache(args: Any | None) -> str:
+    """A card's words for `kv_cache_scheme`: "FP8 E4M3, per-tensor scales" ("none" when the cache is not
+    quantized); asymmetric caches say so (vLLM does not support them)."""
+    if args is None:
+        return "none"
+    scales = "dynamic scales" if text(args.dynamic) != "False" else f"{_granularity(args)} scales"
+    return f"{type_name(args)}, {scales}" + ("" if args.symmetric else ", asymmetric")
 
 
 def scheme_name(weights: Any, inputs: Any | None, fmt: str = "") -> str:
@@ -311,8 +349,7 @@ def _compress_unchecked(scheme: Scheme, out_features: int, in_features: int, dty
         compressed = compressor.compress(state, ct)
     finally:
         torch.set_num_threads(threads)
-    return {name: (_ST_NAMES.get(str(t.dtype).removeprefix("torch."), str(t.dtype)), tuple(t.shape))
-            for name, t in compressed.items()}
+    return {name: (safetensors_dtype(t.dtype), tuple(t.shape)) for name, t in compressed.items()}
 
 
 def _column_unit(scheme: Scheme) -> int:

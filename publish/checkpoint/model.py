@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
+from publish.checkpoint.architecture import Architecture
 from publish.checkpoint.families import family_of
 from publish.checkpoint.formats import Scheme
 from publish.util.modelconfig import text_setting
@@ -25,6 +26,32 @@ DTYPE_BYTES = {
 }
 # A `weight` in one of these is stored in full precision; in any other dtype (I8, F8_E4M3, …) it is compressed.
 DENSE_DTYPES = frozenset({"F64", "F32", "F16", "BF16"})
+
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a check found: a stable code (scripts match on it), the file, tensor, module or config field it is
+    about, what is wrong, and what to do."""
+
+    code: str
+    severity: Severity
+    subject: str
+    message: str
+    hint: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def error(code: str, subject: str, message: str, hint: str = "") -> Finding:
+    return Finding(code, "error", subject, message, hint)
+
+
+def warning(code: str, subject: str, message: str, hint: str = "") -> Finding:
+    return Finding(code, "warning", subject, message, hint)
 
 
 @dataclass(frozen=True)
@@ -131,6 +158,8 @@ class Checkpoint:
     targeted: Mapping[str, str] = field(default_factory=dict)  # Linear module -> the config group targeting it
     ignored: Mapping[str, str] = field(default_factory=dict)  # Linear module -> the ignore entry matching it
     unsupported: str | None = None  # why hubpub does not understand this checkpoint's format or method
+    # What transformers builds from config.json (None without a config): the modules that must be stored.
+    architecture: Architecture | None = None
     # Each quantized module's disagreements with its scheme's tensor set (tensorset.py), found once at build time
     # for both the checks and the facts.
     problems: Mapping[str, tuple[TensorProblem, ...]] = field(default_factory=dict)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from publish.checkpoint.architecture import Architecture
 from publish.checkpoint.formats import Scheme, check_scheme, resolve_format, strip_legacy_actorder, why_unsupported
 
 
@@ -75,10 +76,12 @@ def parse_quantization(
 
 
 def match_config(
-    config: Any, schemes: Mapping[str, Scheme], modules: list[str]
+    config: Any, schemes: Mapping[str, Scheme], modules: list[str], architecture: Architecture | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """For each Linear module: the first config group targeting it ("Linear" targets every one), and the ignore
-    entry matching it, with compressed-tensors' own name matching."""
+    """For each Linear module: the first config group targeting it, and the ignore entry matching it, with
+    compressed-tensors' own name matching. The class target "Linear" reaches every module the architecture
+    builds as an `nn.Linear` (all of them, when the architecture is unknown); no target reaches a module it builds
+    as anything compressed-tensors does not quantize (a MoE's TopkRouter), whatever its name."""
     if config is None:
         return {}, {}
     groups = [(name, Matcher([t for t in s.targets if t != "Linear"]), "Linear" in s.targets)
@@ -87,7 +90,10 @@ def match_config(
     targeted: dict[str, str] = {}
     ignored: dict[str, str] = {}
     for module in modules:
-        group = next((name for name, matcher, linear in groups if linear or matcher.first(module)), None)
+        linear = architecture is None or architecture.is_linear(module)
+        reachable = architecture is None or architecture.quantizable(module)
+        group = next((name for name, matcher, by_class in groups
+                      if reachable and ((by_class and linear) or matcher.first(module))), None)
         if group is not None:
             targeted[module] = group
         entry = ignore.first(module)

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from publish.checkpoint.architecture import Architecture, ArchitectureCache, describe_architecture
 from publish.checkpoint.build import build_checkpoint
 from publish.checkpoint.model import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint
 from publish.errors import CheckpointError
@@ -28,10 +29,11 @@ from publish.util.safetensors_header import raw_header
 # I/O: reading a local folder
 
 
-def read_checkpoint(folder: Path) -> Checkpoint:
-    """Read a local checkpoint folder (headers, index, config.json, sidecar) into a Checkpoint."""
+def read_checkpoint(folder: Path, architectures: ArchitectureCache | None = None) -> Checkpoint:
+    """Read a local checkpoint folder (headers, index, config.json, sidecar) into a Checkpoint, with the
+    architecture its config.json describes (remembered in `architectures`)."""
     with without_gc():
-        return _read_checkpoint(folder)
+        return _read_checkpoint(folder, architectures)
 
 
 @contextmanager
@@ -47,7 +49,7 @@ def without_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _read_checkpoint(folder: Path) -> Checkpoint:
+def _read_checkpoint(folder: Path, architectures: ArchitectureCache | None) -> Checkpoint:
     from huggingface_hub import parse_local_safetensors_file_metadata
     from huggingface_hub.errors import SafetensorsParsingError
     from safetensors import SafetensorError, safe_open
@@ -80,7 +82,17 @@ def _read_checkpoint(folder: Path) -> Checkpoint:
         location=str(folder), files=files, headers=headers, unreadable=unreadable, index=index,
         index_error=index_error, config=config, config_error=config_error, quantization_raw=quantization_raw,
         sidecar=sidecar if sidecar_error is None else {"<unreadable>": sidecar_error}, weight_shapes=weight_shapes,
+        architecture=architecture_of(config, quantization_raw, architectures),
     )
+
+
+def architecture_of(config: Mapping[str, Any] | None, quantization_raw: Mapping[str, Any] | None,
+                    architectures: ArchitectureCache | None) -> Architecture | None:
+    """The architecture config.json describes, with the KV-cache scales its quantization_config asks for."""
+    if config is None:
+        return None
+    kv = (quantization_raw or {}).get("kv_cache_scheme")
+    return describe_architecture(config, kv if isinstance(kv, Mapping) else None, architectures)
 
 
 def _weight_shapes(path: Path, meta: Any, handle: Any) -> dict[str, tuple[int, ...]]:

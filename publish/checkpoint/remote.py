@@ -12,14 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 from publish.checkpoint.build import build_checkpoint
 from publish.checkpoint.model import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint
-from publish.checkpoint.read import find_quantization, parse_json_object, tensor_table
+from publish.checkpoint.read import architecture_of, find_quantization, parse_json_object, tensor_table
 from publish.errors import HubError
 
 if TYPE_CHECKING:
+    from publish.checkpoint.architecture import ArchitectureCache
     from publish.hub.client import Hub
 
 
-def read_remote_checkpoint(hub: Hub, repo_id: str, revision: str) -> Checkpoint | None:
+def read_remote_checkpoint(
+    hub: Hub, repo_id: str, revision: str, architectures: ArchitectureCache | None = None
+) -> Checkpoint | None:
     """The Checkpoint stored on the branch `repo_id@revision`; None when the repository or branch does not exist."""
     state = hub.remote_state(repo_id, revision)
     if not state.branch_exists:
@@ -51,6 +54,7 @@ def read_remote_checkpoint(hub: Hub, repo_id: str, revision: str) -> Checkpoint 
         location=f"{hub.endpoint}/{repo_id}/tree/{revision}", files=files, headers=headers, unreadable=unreadable,
         index=index, index_error=index_error, config=config, config_error=config_error,
         quantization_raw=quantization_raw, sidecar=sidecar, weight_shapes={},
+        architecture=architecture_of(config, quantization_raw, architectures),
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from publish.checkpoint.architecture import ArchitectureCache
 from publish.checkpoint.facts import WeightFacts, compare_facts, derive_facts
 from publish.checkpoint.findings import Finding, collect_findings, error, summarize
 from publish.checkpoint.reportcache import ReportCache, checkpoint_key
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from publish.hub.client import Hub
 
 REPORT_VERSION = 1
+ARCHITECTURES_FILE = "architectures.json"
 LOCAL, REMOTE, MISSING = "local", "remote", "missing"
 
 
@@ -99,8 +101,9 @@ def examine(
     With `cache`, local reports are recorded; with `reuse` too, a report recorded for the same hubpub version,
     manifest entry and unchanged files is returned without reading the checkpoint again.
     """
-    reports = tuple(examine_variant(manifest, v, hub=hub, cache=cache, reuse=reuse, remote=remote)
-                    for v in variants)
+    architectures = ArchitectureCache(cache.beside(ARCHITECTURES_FILE) if cache is not None else None)
+    reports = tuple(examine_variant(manifest, v, hub=hub, cache=cache, reuse=reuse, remote=remote,
+                                    architectures=architectures) for v in variants)
     if cache is not None:
         cache.save()
     return Report(reports)
@@ -108,7 +111,7 @@ def examine(
 
 def examine_variant(
     manifest: Manifest, variant: Variant, *, hub: Hub | None = None, cache: ReportCache | None = None,
-    reuse: bool = False, remote: bool = False,
+    reuse: bool = False, remote: bool = False, architectures: ArchitectureCache | None = None,
 ) -> VariantReport:
     folder = manifest.variant_path(variant)
     if folder.is_dir() and not (remote and hub is not None):
@@ -118,14 +121,14 @@ def examine_variant(
             return VariantReport.from_dict(recorded)
         from publish.checkpoint.read import read_checkpoint
 
-        report = report_for(read_checkpoint(folder), variant, LOCAL)
+        report = report_for(read_checkpoint(folder, architectures), variant, LOCAL)
         if cache is not None:
             cache.put(key, report.to_dict())
         return report
     if hub is not None:
         from publish.checkpoint.remote import read_remote_checkpoint
 
-        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch)
+        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch, architectures)
         if checkpoint is None or not checkpoint.shards:
             return missing(variant, f"{hub.endpoint}/{manifest.repo_id}/tree/{variant.branch}",
                            "the Hub revision holds no weights", "push the weights first")
@@ -138,8 +141,9 @@ def report_for(checkpoint: Checkpoint, variant: Variant, source: str) -> Variant
     from publish.checkpoint.read import without_gc
 
     with without_gc():  # tens of thousands of small objects on a 56k-tensor model; see without_gc
-        return VariantReport(variant.branch, checkpoint.location, source, collect_findings(checkpoint, variant),
-                             derive_facts(checkpoint))
+        facts = derive_facts(checkpoint)
+        return VariantReport(variant.branch, checkpoint.location, source,
+                             collect_findings(checkpoint, variant, facts), facts)
 
 
 def missing(variant: Variant, location: str, message: str, hint: str = "") -> VariantReport:

@@ -18,7 +18,8 @@ from publish.util.hashing import stamp
 from publish.util.jsonstore import JsonStore
 
 # 2: facts carry the format, scheme and any refusal; a report without them could back a wrong card.
-REPORT_CACHE_VERSION = 2
+# 3: facts carry parts, block and KV cache; findings cover the architecture (A1, A2), KV scales (T5), wider K5.
+REPORT_CACHE_VERSION = 3
 MAX_REPORTS = 64  # reports kept; the oldest go first
 FRONT_MATTER = "front-matter"  # the entry holding verified front matter keys
 
@@ -40,6 +41,10 @@ class ReportCache:
         entries = self._store.load().get("entries")
         self._entries: dict[str, dict[str, Any]] = dict(entries) if isinstance(entries, dict) else {}
         self._dirty = False
+
+    def beside(self, name: str) -> Path | None:
+        """A path next to this cache's file, for what else a command keeps between runs; None in memory only."""
+        return self.location.parent / name if self.location is not None else None
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self._entries.get(key)

@@ -112,10 +112,11 @@ def main() -> None:
 def render(manifest: str, branch: str | None, out: Path | None, check: bool, verbosity: int) -> None:
     """Render each variant's README.md from the manifest and the templates.
 
-    Works offline and without weights. When a variant's checkpoint folder is present, the scheme, size, bits,
-    group size, symmetry, scale dtype and unquantized families come from its weights, and any disagreement with
-    the manifest is an error, as are weights that cannot back a card (an unsupported format); a report recorded by `hubpub check` for unchanged weights is reused. A templates/ folder
-    next to the manifest overrides the default templates file by file.
+    Works offline and without weights. When a variant's checkpoint folder is present, its weights are checked
+    as by `hubpub check`: an error-level finding stops the render (exit 1, the findings printed), and the scheme
+    (each part's, for mixed precision), activations, KV cache, size, scale dtype and unquantized families must
+    agree with the manifest. A report recorded by `hubpub check` for unchanged weights is reused. A templates/
+    folder next to the manifest overrides the default templates file by file.
     """
     from publish.commands.render import render as render_cards
 
@@ -143,8 +144,9 @@ def render(manifest: str, branch: str | None, out: Path | None, check: bool, ver
 def check(manifest: str, branch: str | None, as_json: bool, remote: bool, verbosity: int) -> None:
     """Verify each variant's checkpoint against its config and the manifest (headers only).
 
-    Checks config (C), index and shards (I), tensors (T) and what is quantized (K), and warns (S1) about every
-    file push would refuse: a secret, a file holding a token, a link out of the folder. Exits 0 when no
+    Checks config (C), index and shards (I), tensors and KV-cache scales (T), what is quantized (K) and the
+    architecture transformers builds from config.json (A: every module stored), and warns (S1) about every file
+    push would refuse: a secret, a file holding a token, a link out of the folder. Exits 0 when no
     error-level finding exists, 1 otherwise; a variant whose folder is missing is an error. Runs on a manifest
     whose card fields still say TODO (fresh from `hubpub init`), warning about each.
     """

@@ -15,6 +15,7 @@ import yaml
 
 from publish.checkpoint.facts import WeightFacts, derive_facts
 from publish.checkpoint.model import Checkpoint
+from publish.checkpoint.parts import PartFacts
 from publish.checkpoint.read import read_checkpoint
 from publish.errors import UsageError
 from publish.manifest.model import SharedFiles, check_branch_name, check_repo_id
@@ -80,7 +81,8 @@ def manifest_document(checkpoints: list[Checkpoint], *, repo_id: str | None, bas
         "license": f"{TODO}: the base model's license id, e.g. apache-2.0",
         "pipeline_tag": pipeline or f"{TODO}: e.g. text-generation",
         "library_name": "transformers",
-        "tags": ["compressed-tensors"] + sorted({_tag(v["scheme"], v["bits"]) for v in variants}),
+        "tags": ["compressed-tensors"] + sorted({_tag(part["scheme"], part["bits"]) for v in variants
+                                                for part in v.get("parts", [v])}),
     }
     shared = {key: name for key, name in WELL_KNOWN.items() if (base / name).is_file()}
     if shared:
@@ -93,21 +95,31 @@ def _variant(checkpoint: Checkpoint, facts: WeightFacts, branch: str, base: Path
     if facts.refusal is not None:
         raise UsageError(f"{checkpoint.location}: {facts.refusal}",
                          hint="run `hubpub check` on a manifest for this folder to see every finding")
-    if facts.scheme is None or facts.bits is None or facts.group_size is None or facts.symmetric is None:
-        raise UsageError(f"{checkpoint.location}: the config's groups do not share one quantization scheme",
-                         hint="write this variant's scheme in branches.yaml by hand; hubpub does not guess")
+    if len(facts.parts) == 1:
+        scheme: dict[str, Any] = _scheme_fields(facts.parts[0])
+    else:  # mixed precision: each scheme with the families it covers
+        scheme = {"parts": [{**_scheme_fields(part), "families": list(part.families)} for part in facts.parts]}
+    kv_cache = {"kv_cache": facts.kv_cache} if facts.kv_cache not in (None, "none") else {}
     return {
         "branch": branch,
         "path": _relative(Path(checkpoint.location), base),
         "method": {"name": f"{TODO}: e.g. AutoRound"},
-        "scheme": facts.scheme,
-        "bits": facts.bits,
-        "group_size": facts.group_size,
-        "symmetric": facts.symmetric,
+        **scheme,
+        **kv_cache,
         "unquantized": list(facts.unquantized),
         "calibration": {"samples": f"{TODO}: the number of calibration samples (data-free: `calibration: none`)"},
         "size_gb": float(f"{facts.size_gb:.3g}"),
     }
+
+
+def _scheme_fields(part: PartFacts) -> dict[str, Any]:
+    """One scheme as the manifest states it; a block-wise scheme by its block (its group size follows)."""
+    fields: dict[str, Any] = {"scheme": part.scheme, "bits": part.bits}
+    fields.update({"block": list(part.block)} if part.block else {"group_size": part.group_size})
+    fields["symmetric"] = part.symmetric
+    if part.activations != "none":
+        fields["activations"] = part.activations
+    return fields
 
 
 def _tag(scheme: str, bits: int) -> str:
@@ -120,13 +132,15 @@ def _tag(scheme: str, bits: int) -> str:
 
 def _branch_name(position: int, facts: WeightFacts, folder: str, taken: set[str]) -> str:
     """main for the first folder; then gs<N> for integer schemes in groups, else the scheme's name (fp8-dynamic,
-    nvfp4), else the folder name, when git accepts it."""
+    nvfp4; "mixed" for mixed precision), else the folder name, when git accepts it."""
     candidates = ["main"] if position == 0 else []
     integer = (facts.scheme or "").startswith("W")
     if integer and facts.group_size and facts.group_size > 0:
         candidates.append(f"gs{facts.group_size}")
     elif facts.scheme:
         candidates.append(facts.scheme.lower())
+    elif facts.mixed:
+        candidates.append("mixed")
     candidates += [folder, f"variant-{position + 1}"]
     for candidate in candidates:
         try:

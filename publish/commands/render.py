@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 from publish.card.provenance import read_provenance
 from publish.card.render import PROVENANCE_MARK, make_environment, render_card
-from publish.checkpoint.report import agreed_facts, examine
+from publish.checkpoint.report import Report, agreed_facts, examine
 from publish.checkpoint.reportcache import ReportCache
+from publish.errors import ChecksFailed
 from publish.manifest.kldartifact import resolve as resolve_kld
 from publish.manifest.model import Manifest
 from publish.util.atomic import atomic_write
@@ -44,7 +45,8 @@ class RenderResult:
 def gather_facts(
     manifest: Manifest, cache: ReportCache | None = None
 ) -> tuple[dict[str, WeightFacts], tuple[str, ...]]:
-    """Facts from the weights of every variant whose folder is present; the manifest must agree with them.
+    """Facts from the weights of every variant whose folder is present; the manifest must agree with them, and
+    an error-level finding on the weights stops the render (ChecksFailed), as it stops a push.
 
     A report recorded by `hubpub check` for unchanged files is reused, so rendering checked weights reads no
     header and imports neither torch nor compressed-tensors.
@@ -53,6 +55,11 @@ def gather_facts(
     notes = [f"{v.branch}: no weights at {manifest.variant_path(v)}; the card uses the manifest's values"
              for v in manifest.variants if v not in present]
     report = examine(manifest, present, cache=cache, reuse=True)
+    failed = Report(tuple(v for v in report.variants if not v.ok))
+    if failed.variants:
+        # A card must not state what `hubpub check` finds false, even when the manifest matches the facts.
+        raise ChecksFailed("checks failed; no card was written\n" + failed.format_text(),
+                           hint="fix the findings above (`hubpub check` shows them again)")
     notes += [f"{v.branch}: facts taken from the weights in {v.location}" for v in report.variants]
     return agreed_facts(manifest, report.facts()), tuple(notes)
 
@@ -67,7 +74,7 @@ def render(
     manifest = resolve_kld(manifest)
     out = out if out is not None else manifest.root / DEFAULT_OUT
     facts, notes = gather_facts(manifest, cache)
-    env = make_environment(manifest.root / "templates", _beside(cache, "templates"))
+    env = make_environment(manifest.root / "templates", cache.beside("templates") if cache is not None else None)
     verified = cache.front_matter() if cache is not None else None
     provenance = read_provenance(manifest.root)
     cards = []
@@ -79,11 +86,6 @@ def render(
         cache.put_front_matter(verified)
         cache.save()
     return RenderResult(tuple(cards), notes)
-
-
-def _beside(cache: ReportCache | None, name: str) -> Path | None:
-    """A folder next to the report cache's file, for what render keeps between runs (compiled templates)."""
-    return cache.location.parent / name if cache is not None and cache.location is not None else None
 
 
 def _write(branch: str, path: Path, text: str) -> RenderedCard:
