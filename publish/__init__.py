@@ -41,17 +41,27 @@ _EXPORTS = {
     "eval_dump": "publish.commands.eval",
     "eval_score": "publish.commands.eval",
     "eval_run": "publish.commands.eval",
+    "ModelSource": "publish.commands.eval",
+    "TextSource": "publish.commands.eval",
+    "DumpSettings": "publish.commands.eval",
+    "RunSettings": "publish.commands.eval",
+    "Execution": "publish.commands.eval",
     "HubpubError": "publish.errors",
 }
 # Where the public name differs from the defining module's own name.
 _RENAMED = {"eval_dump": "dump", "eval_score": "score", "eval_run": "run"}
 
 __all__ = [
+    "DumpSettings",
+    "Execution",
     "HashCache",
     "Hub",
     "HubpubError",
     "Manifest",
+    "ModelSource",
     "ReportCache",
+    "RunSettings",
+    "TextSource",
     "Variant",
     "__version__",
     "check",
@@ -68,6 +78,7 @@ __all__ = [
 if TYPE_CHECKING:
     from publish.checkpoint.reportcache import ReportCache
     from publish.commands.check import check
+    from publish.commands.eval import DumpSettings, Execution, ModelSource, RunSettings, TextSource
     from publish.commands.eval import dump as eval_dump
     from publish.commands.eval import run as eval_run
     from publish.commands.eval import score as eval_score

@@ -1,4 +1,5 @@
-"""Tiny models for the KLD tests: a dense Llama reference, its W8A16 variant, a word-level tokenizer, a text.
+"""Tiny models for the KLD tests: a dense Llama reference, its W8A16 and W4A16 variants, a word-level tokenizer, a
+text.
 
 Everything is built here from random weights; nothing is downloaded. The variant's Linear layers (lm_head aside)
 are compressed by compressed-tensors' own pack-quantized compressor, so transformers loads it the way it loads a
@@ -20,8 +21,9 @@ VOCAB = len(WORDS) + len(SPECIAL)  # 64
 @dataclass(frozen=True)
 class TinyModels:
     reference: Path
-    variant: Path
+    variant: Path  # W8A16
     text: Path
+    variant4: Path  # W4A16: a second, coarser variant
     vocab_size: int = VOCAB
 
 
@@ -45,20 +47,22 @@ def build_reference(folder: Path, seed: int = 0) -> None:
     config = LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                          initializer_range=0.3, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    # float32, unlike most real checkpoints: bf16 logits tie often, and which of two tied tokens a top-K keeps is
+    # the backend's choice, which an exact-value test cannot pin down.
+    model = LlamaForCausalLM(config)
     model.save_pretrained(folder)
     build_tokenizer(folder)
 
 
-def build_variant(reference: Path, folder: Path) -> None:
-    """W8A16 per-channel symmetric pack-quantized copy of `reference`, lm_head left dense."""
+def build_variant(reference: Path, folder: Path, bits: int = 8) -> None:
+    """W{bits}A16 per-channel symmetric pack-quantized copy of `reference`, lm_head left dense."""
     import torch
     from compressed_tensors.compressors import BaseCompressor
     from compressed_tensors.quantization import QuantizationArgs, QuantizationConfig, QuantizationScheme
     from safetensors.torch import load_file, save_file
 
     fmt = "pack-quantized"
-    weights = QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="channel")
+    weights = QuantizationArgs(num_bits=bits, type="int", symmetric=True, strategy="channel")
     scheme = QuantizationScheme(targets=["Linear"], weights=weights, format=fmt)
     compressor = BaseCompressor.get_value_from_registry(fmt)
     tensors = load_file(str(reference / "model.safetensors"))
@@ -66,7 +70,8 @@ def build_variant(reference: Path, folder: Path) -> None:
     for name, tensor in tensors.items():
         module = name.removesuffix(".weight")
         if tensor.ndim == 2 and name.endswith("proj.weight"):
-            scale = (tensor.float().abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-6).to(torch.bfloat16)
+            largest = 2 ** (bits - 1) - 1
+            scale = (tensor.float().abs().amax(dim=1, keepdim=True) / largest).clamp(min=1e-6)
             for part, value in compressor.compress({"weight": tensor, "weight_scale": scale}, scheme).items():
                 out[f"{module}.{part}"] = value.contiguous()
         else:
@@ -98,6 +103,8 @@ def build(root: Path) -> TinyModels:
     try:
         build_reference(root / "reference")
         build_variant(root / "reference", root / "variant")
+        build_variant(root / "reference", root / "variant4", bits=4)
     finally:
         torch.set_num_threads(before)
-    return TinyModels(root / "reference", root / "variant", write_text(root / "tiny.txt"))
+    return TinyModels(root / "reference", root / "variant", write_text(root / "tiny.txt"), root / "variant4")
+

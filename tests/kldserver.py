@@ -26,6 +26,7 @@ class CompletionsServer:
         self.answered = 0
         self.transient = 0  # the next N requests fail with 503, then the server recovers
         self.fail_after: int | None = None  # after this many answers, every request fails with 500
+        self.omit_own_token = False  # answer like a server that leaves the prompt token out of prompt_logprobs
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         # A short poll interval only makes stop() return sooner; nothing waits on the clock.
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
@@ -67,7 +68,10 @@ class CompletionsServer:
                    for r, (i, v) in enumerate(zip(ids[t - 1], values[t - 1], strict=True))}
             # vLLM also returns the prompt's own token when it is not in the top-K.
             own = int(tokens[t])
-            row.setdefault(str(own), {"logprob": float(logprobs[t - 1, own]), "rank": 10**6, "decoded_token": "x"})
+            if self.omit_own_token:
+                row.pop(str(own), None)
+            else:
+                row.setdefault(str(own), {"logprob": float(logprobs[t - 1, own]), "rank": 10**6, "decoded_token": "x"})
             prompt_logprobs.append(row)
         top = {f"token_id:{int(i)}": float(v) for i, v in zip(ids[-1], values[-1], strict=True)}
         choice = {"index": 0, "text": "", "prompt_logprobs": prompt_logprobs,

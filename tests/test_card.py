@@ -240,7 +240,7 @@ def test_size_under_a_gigabyte_is_in_megabytes(project: Path) -> None:
 
 def test_a_sentence_starting_with_a_branch_name_is_capitalised(project: Path) -> None:
     text = newcomer_card(project, ("    label: Main\n", ""))
-    assert "\nMain branch is used for the evaluation.\n" in text
+    assert "\nThe main branch is used for the evaluation.\n" in text
     assert "| Field | main branch | gs128 branch |" in text  # a table header is not a sentence
 
 

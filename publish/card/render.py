@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 import yaml
 
+from publish.card.kld import comparison_rows, kld_context
 from publish.card.provenance import Provenance
 from publish.card.scheme import kv_cache_flag, part_group_size, per_part, scheme_text
 from publish.errors import MetadataError, TemplateError
@@ -193,6 +194,8 @@ def quantization_table(
     rows.append(Row("Size", cells(plain("size", lambda v: human_size(_size_gb(v, facts.get(v.branch)))))))
     if any(v.gpu for v in variants):
         rows.append(Row("GPU used for quant", cells(plain("gpu", lambda v: v.gpu or "-"))))
+    for label, by_branch in comparison_rows(manifest):
+        rows.append(Row(label, cells(lambda v, values=by_branch: [Part(values.get(v.branch, "-"))])))
     return tuple(rows)
 
 
@@ -269,8 +272,7 @@ def render_card(
         "variants": manifest.variants,
         "version_count": _count_words(len(manifest.variants), "version"),
         "table": quantization_table(manifest, facts),
-        "kld": manifest.evaluation.kld,
-        "kld_variant": manifest.variant(manifest.evaluation.kld.branch) if manifest.evaluation.kld else None,
+        **kld_context(manifest),
         "usage": manifest.usage,
         "downloads": [_download(manifest, v) for v in manifest.variants],
         "local_dir": _local_dir(manifest, variant),

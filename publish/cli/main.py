@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from publish import __version__
+from publish.cli import evaloptions as evo
 from publish.errors import EXIT_FAILED, HubpubError, scrub
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -310,29 +311,15 @@ def _run_with_console(run: Callable[[Any], Any], verbosity: int, as_json: bool, 
 # hubpub eval: numpy, safetensors and (for dumps) torch/transformers are imported only when these commands run.
 
 
-def _progress(label: str, verbosity: int) -> Any:
-    def report(done: int, total: int) -> None:
-        click.echo(f"{label}: {done}/{total} windows", err=True)
-
-    return report if verbosity >= 0 else None
-
-
-def _dataset(value: str | None) -> tuple[str | None, str]:
-    if not value:
-        return None, "test"
-    name, _, split = value.partition(":")
-    return name, split or "test"
-
-
 @main.group(name="eval")
 def eval_group() -> None:
-    """Measure KL divergence of a variant against its unquantized reference; write kld.json.
+    """Measure KL divergence of variants against their unquantized reference; write kld.json.
 
     \b
       hubpub eval dump --model BASE --text wiki.txt --out ref.safetensors
       hubpub eval dump --model VARIANT --windows-from ref.safetensors --out variant.safetensors
-      hubpub eval score ref.safetensors variant.safetensors --out kld.json
-      hubpub eval run --reference BASE     dumps and scores as branches.yaml's evaluation.kld says
+      hubpub eval score ref.safetensors variant.safetensors --branch main --out kld.json
+      hubpub eval run --reference BASE     every branch evaluation.kld names, the reference dumped once
 
     Logprobs come from transformers (local checkpoint, GPU if present) or, with --server, from an
     OpenAI-compatible server (vLLM: start it with --max-logprobs K). Needs `pip install 'hubpub[eval]'`.
@@ -340,44 +327,33 @@ def eval_group() -> None:
 
 
 @eval_group.command(name="dump")
-@click.option("--model", required=True, metavar="PATH_OR_ID",
-              help="The checkpoint folder or Hub id (with --server: recorded identity, tokenizer and vocabulary).")
+@evo.model_source_options
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The dump to write (safetensors).")
-@click.option("--text", "text_file", type=click.Path(dir_okay=False, path_type=Path), help="A local text file.")
-@click.option("--dataset", metavar="NAME[:SPLIT]", help="A datasets dataset, e.g. wikitext-2-raw-v1:test.")
-@click.option("--dataset-config", metavar="CONFIG", help="The dataset's config, when NAME is not enough.")
-@click.option("--text-column", default="text", show_default=True, help="The dataset column holding the text.")
+@evo.text_options
 @click.option("--windows-from", type=click.Path(dir_okay=False, path_type=Path), metavar="DUMP",
               help="Use exactly the token windows of an earlier dump (dump the variant this way).")
-@click.option("--sequence-length", default=2048, show_default=True, type=click.IntRange(min=2))
-@click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1), help="Windows to evaluate.")
-@click.option("--top-k", default=1000, show_default=True, type=click.IntRange(min=1),
-              help="Log-probs kept per position; at least the vocabulary size keeps full distributions.")
-@click.option("--server", metavar="URL", help="An OpenAI-compatible server (vLLM), e.g. http://127.0.0.1:8000/v1.")
-@click.option("--served-model", metavar="NAME", help="The model name the server serves (default: --model).")
-@click.option("--tokenizer", metavar="PATH_OR_ID", help="Where the tokenizer is (default: --model).")
-@click.option("--revision", help="The model's Hub revision, recorded in the dump.")
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=1),
-              help="Concurrent server requests.")
-@click.option("--device", help="torch device for transformers (default: cuda if available, else cpu).")
+@evo.dump_settings_options
+@evo.execution_options
 @verbosity_options
 @_reports_errors
-def eval_dump(model: str, out: Path, text_file: Path | None, dataset: str | None, dataset_config: str | None,
-              text_column: str, windows_from: Path | None, sequence_length: int, samples: int, top_k: int,
-              server: str | None, served_model: str | None, tokenizer: str | None, revision: str | None,
-              workers: int, device: str | None, verbosity: int) -> None:
+def eval_dump(source: Any, out: Path, text: Any, windows_from: Path | None, settings: Any, execution: Any,
+              verbosity: int) -> None:
     """Dump one model's top-K log-probs over fixed token windows (resumable: rerun to finish)."""
-    from publish.commands.eval import TextSource, dump
+    from dataclasses import replace
+
+    from publish.commands.eval import dump
     from publish.errors import UsageError
 
-    if sum(x is not None for x in (text_file, dataset, windows_from)) != 1:
+    if (text is not None) + (windows_from is not None) != 1 or (text and text.file and text.dataset):
         raise UsageError("give exactly one of --text FILE, --dataset NAME[:SPLIT] or --windows-from DUMP")
-    name, split = _dataset(dataset)
-    text = TextSource(dataset=name, split=split, config=dataset_config, column=text_column, file=text_file)
-    result = dump(model, out, text=text, windows_from=windows_from, sequence_length=sequence_length,
-                  samples=samples, top_k=top_k, server=server, served_model=served_model, tokenizer=tokenizer,
-                  revision=revision, workers=workers, device=device, progress=_progress(out.name, verbosity))
+    progress = evo.DumpProgress(out.name) if verbosity >= 0 else None
+    try:
+        result = dump(source, out, text=text, windows_from=windows_from,
+                      settings=replace(settings, execution=execution), progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
     if verbosity < 0:
         return
     state = "already complete" if result.reused else "written"
@@ -385,73 +361,62 @@ def eval_dump(model: str, out: Path, text_file: Path | None, dataset: str | None
                f"top-{result.info.top_k}, sha256 {result.sha256}")
 
 
-_method = click.option("--method", default="next-token", show_default=True,
-                       type=click.Choice(["next-token", "second-half", "all-logits"]),
-                       help="Positions scored per window: L-1, L/2-1 (llama.cpp) or L.")
-_approximation = click.option("--approximation", default="top-k-tail-bucket", show_default=True,
-                              type=click.Choice(["top-k-tail-bucket", "top-k-renormalized", "full-vocab"]))
+@eval_group.command(name="score")
+@click.argument("reference", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("variants", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--branch", "-b", "branches", multiple=True, metavar="NAME",
+              help="Each variant's branch, in order (default: the dump's name without 'variant-').")
+@evo.method_option
+@evo.approximation_option
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write kld.json here.")
+@verbosity_options
+@_reports_errors
+def eval_score(reference: Path, variants: tuple[Path, ...], branches: tuple[str, ...], method: str,
+               approximation: str, out: Path | None, verbosity: int) -> None:
+    """KL divergence and the other statistics of each VARIANT dump against the REFERENCE dump (same windows)."""
+    from publish.commands.eval import score
+    from publish.errors import UsageError
 
-
-def _print_metrics(out: Path | None, artifact: dict[str, Any], verbosity: int) -> None:
-    m = artifact["metrics"]
-    click.echo(f"median {m['median']:.6f}  p90 {m['p90']:.6f}  p99 {m['p99']:.6f}  mean {m['mean']:.6f}  "
-               f"max {m['max']:.6f}  coverage {m['mean_coverage']:.6f}  same top-1 {m['same_top1']:.4f}  "
-               f"positions {m['positions']:,}")
+    if branches and len(branches) != len(variants):
+        raise UsageError(f"{len(branches)} --branch names for {len(variants)} variant dumps; give one per dump",
+                         field="--branch")
+    names = branches or tuple(path.stem.removeprefix("variant-") for path in variants)
+    if len(set(names)) != len(names):
+        raise UsageError(f"two variant dumps would both be called {names[0]!r}", field="--branch",
+                         hint="name each with --branch")
+    evo.print_statistics(score(reference, dict(zip(names, variants, strict=True)), method, approximation, out))
     if out is not None and verbosity >= 0:
         click.echo(f"wrote {out}", err=True)
 
 
-@eval_group.command(name="score")
-@click.argument("reference", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("variant", type=click.Path(dir_okay=False, path_type=Path))
-@_method
-@_approximation
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write kld.json here.")
-@verbosity_options
-@_reports_errors
-def eval_score(reference: Path, variant: Path, method: str, approximation: str, out: Path | None,
-               verbosity: int) -> None:
-    """KL(reference ‖ variant) per position from two dumps of the same windows: median, P90, P99, mean, max."""
-    from publish.commands.eval import score
-
-    _print_metrics(out, score(reference, variant, method, approximation, out), verbosity)
-
-
 @eval_group.command(name="run")
 @manifest_option
-@click.option("--reference", required=True, metavar="PATH_OR_ID", help="The unquantized base model.")
-@click.option("--variant", metavar="PATH_OR_ID", help="The variant (default: the evaluated branch's path).")
-@click.option("--reference-server", metavar="URL", help="Serve the reference from this OpenAI-compatible server.")
-@click.option("--reference-served-model", metavar="NAME")
-@click.option("--variant-server", metavar="URL", help="Serve the variant from this OpenAI-compatible server.")
-@click.option("--variant-served-model", metavar="NAME")
-@click.option("--tokenizer", metavar="PATH_OR_ID", help="Where the tokenizer is (default: --reference).")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the dumps go (default: .hubpub-eval/ next to the manifest).")
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="kld.json (default: evaluation.kld.artifact, else kld.json next to the manifest).")
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--device", help="torch device for transformers.")
+@evo.reference_options
+@evo.variant_options
+@evo.run_settings_options
 @verbosity_options
 @_reports_errors
-def eval_run(manifest: str, reference: str, variant: str | None, reference_server: str | None,
-             reference_served_model: str | None, variant_server: str | None, variant_served_model: str | None,
-             tokenizer: str | None, workdir: Path | None, out: Path | None, workers: int, device: str | None,
+def eval_run(manifest: str, reference: Any, variant_options: evo.VariantOptions, settings: Any,
              verbosity: int) -> None:
-    """Dump the reference and the evaluated variant and score them, all as evaluation.kld configures it."""
+    """Dump the reference once and every branch evaluation.kld names, and score them, as the manifest configures."""
     from publish.commands.eval import run
+
+    loaded = _load(manifest)
+    bars: dict[str, evo.DumpProgress] = {}
 
     def progress(label: str, done: int, total: int) -> None:
         if verbosity >= 0:
-            click.echo(f"{label}: {done}/{total} windows", err=True)
+            bars.setdefault(label, evo.DumpProgress(label))(done, total)
 
-    written, artifact = run(
-        _load(manifest), reference, variant=variant, reference_server=reference_server,
-        reference_served_model=reference_served_model, variant_server=variant_server,
-        variant_served_model=variant_served_model, tokenizer=tokenizer, workdir=workdir, out=out,
-        workers=workers, device=device, progress=progress,
-    )
-    _print_metrics(written, artifact, verbosity)
+    try:
+        written, artifact = run(loaded, reference, variant_options.sources(loaded), settings=settings,
+                                progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    evo.print_statistics(artifact)
+    if verbosity >= 0:
+        click.echo(f"wrote {written}", err=True)
 
 
 if __name__ == "__main__":

@@ -69,12 +69,11 @@ def _refusal(subject: str, problem: HubpubError) -> Finding:
 
 
 def _with_evaluation(manifest: Manifest, report: VariantReport) -> VariantReport:
-    """E1 on the evaluated variant: the manifest's KLD numbers or settings contradict its kld.json artifact."""
-    kld = manifest.evaluation.kld
-    if kld is None or kld.branch != report.branch:
+    """E1 on each evaluated variant: its kld.json figures were edited, or the manifest contradicts them."""
+    if report.branch not in manifest.kld_branches:
         return report
     from publish.checkpoint.findings import error
-    from publish.manifest.kldartifact import artifact_problems
+    from publish.manifest.kldartifact import check_artifact
 
-    found = tuple(error("E1", "evaluation.kld", message, hint) for message, hint in artifact_problems(manifest))
+    found = tuple(error("E1", "evaluation.kld", p.message, p.hint) for p in check_artifact(manifest, report.branch))
     return replace(report, findings=report.findings + found) if found else report

@@ -1,18 +1,25 @@
 """Where logprobs come from: a transformers checkpoint, or an OpenAI-compatible server (vLLM) with prompt_logprobs.
 
-Both turn one window of token ids into a `WindowLogprobs` (top-K ids and log-probs per row, row t predicting token
-t + 1). `run_windows` drives either over all windows, saving each finished window so an interrupted run resumes.
-Heavy libraries (torch, transformers, datasets) are imported inside the functions that need them.
+Both turn one window of token ids into a `WindowLogprobs`: top-K ids and log-probs per row (row t predicting token
+t + 1), and the log-probability of the correct next token, taken from the full logits (transformers) or from the
+prompt token's own entry, which vLLM always includes in `prompt_logprobs` (the server). `run_windows` drives either
+over all windows, saving each finished window so an interrupted run resumes. Heavy libraries (torch, transformers,
+datasets) are imported inside the functions that need them, and their own progress bars are hidden while they load:
+the caller reports progress per window.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
+import re
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager, nullcontext, redirect_stderr
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +30,53 @@ from publish.errors import DumpError, EvalError
 from publish.eval.dumps import DumpInfo, WindowLogprobs, partial_done, write_partial
 from publish.util.modelconfig import text_setting
 
-Progress = Callable[[int, int], None]
+# Called with (windows done, windows in all) when a dump starts and after each window.
+WindowProgress = Callable[[int, int], None]
 ComputeWindow = Callable[[npt.NDArray[np.int64]], WindowLogprobs]
 
 # wikitext configs as `datasets` names them; the bare name means the seed's config.
 WIKITEXT = "Salesforce/wikitext"
 WIKITEXT_CONFIGS = ("wikitext-2-raw-v1", "wikitext-2-v1", "wikitext-103-raw-v1", "wikitext-103-v1")
+# A tqdm bar's output: carriage-return redraws and an "n/total" counter with a rate.
+BAR_LINE = re.compile(r"\r|\d+/\d+ \[[^\]]*(it/s|s/it)")
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 # What loading a dataset, tokenizer or model raises for a wrong name, missing file or unsupported format.
 LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, ImportError, NotImplementedError)
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Hide transformers', datasets' and huggingface_hub's own progress bars (loading weights, downloading) and
+    the plain tqdm bars compressed-tensors draws while it loads a checkpoint, then restore them as they were.
+    Anything else written to standard error meanwhile (a warning) is passed on."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    hub_was_on, transformers_was_on = not are_progress_bars_disabled(), transformers_logging.is_progress_bar_enabled()
+    try:
+        import datasets as datasets_module
+    except ImportError:  # only the dataset path needs it; a text file or an earlier dump does not
+        datasets_module = None  # type: ignore[assignment]
+    datasets: Any = datasets_module
+    datasets_was_on = datasets is not None and datasets.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()  # hides huggingface_hub's too
+    if datasets_was_on:
+        datasets.disable_progress_bars()
+    captured = io.StringIO()
+    try:
+        with redirect_stderr(captured):
+            yield
+    finally:
+        kept = [line for line in captured.getvalue().splitlines(keepends=True) if not BAR_LINE.search(line)]
+        sys.stderr.write("".join(kept))
+        if transformers_was_on:
+            transformers_logging.enable_progress_bar()
+        if hub_was_on:
+            enable_progress_bars()
+        else:
+            disable_progress_bars()
+        if datasets_was_on:
+            datasets.enable_progress_bars()
 
 
 # --- text and tokens ---------------------------------------------------------------------------------------------
@@ -52,7 +97,8 @@ def dataset_text(name: str, split: str, config: str | None = None, column: str =
 
     path, config = resolve_dataset(name, config)
     try:
-        rows = datasets.load_dataset(path, config, split=split)
+        with quiet_libraries():
+            rows = datasets.load_dataset(path, config, split=split)
     except LOAD_ERRORS as error:
         raise DumpError(f"cannot load dataset {path} ({config or 'default config'}, split {split}): {error}",
                         field="--dataset", hint="check the name, config and split, or pass --text FILE") from None
@@ -66,7 +112,8 @@ def load_tokenizer(name: str, revision: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(name, revision=revision)
+        with quiet_libraries():
+            return AutoTokenizer.from_pretrained(name, revision=revision)
     except LOAD_ERRORS as error:
         raise DumpError(f"cannot load the tokenizer: {error}", file=name,
                         hint="pass --tokenizer with a folder or Hub id that has the model's tokenizer") from None
@@ -97,7 +144,8 @@ def vocab_size(model: str, tokenizer: Any) -> int:
         from transformers import AutoConfig
 
         try:
-            return int(AutoConfig.from_pretrained(model).get_text_config().vocab_size)
+            with quiet_libraries():
+                return int(AutoConfig.from_pretrained(model).get_text_config().vocab_size)
         except LOAD_ERRORS + (AttributeError,):
             pass
     return len(tokenizer)
@@ -115,7 +163,8 @@ class TransformersBackend:
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
-            loaded: Any = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype="auto")
+            with quiet_libraries():
+                loaded: Any = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype="auto")
         except LOAD_ERRORS as error:
             raise EvalError(f"transformers cannot load the model: {error}", file=model,
                             hint="pass a checkpoint folder (or Hub id) that AutoModelForCausalLM loads") from None
@@ -124,16 +173,24 @@ class TransformersBackend:
         self.model.eval()
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
         self.top_k = min(top_k, self.vocab_size)
+        self._first = True
 
     def __call__(self, tokens: npt.NDArray[np.int64]) -> WindowLogprobs:
         import torch
 
-        with torch.inference_mode():
-            logits = self.model(input_ids=torch.as_tensor(tokens, device=self.device)[None]).logits[0]
+        # compressed-tensors decompresses a checkpoint on the first forward pass, drawing its own bars.
+        quiet = quiet_libraries() if self._first else nullcontext()
+        self._first = False
+        with torch.inference_mode(), quiet:
+            ids_in = torch.as_tensor(tokens, device=self.device)
+            logits = self.model(input_ids=ids_in[None]).logits[0]
             logprobs = torch.log_softmax(logits.float(), dim=-1)
             values, ids = logprobs.topk(self.top_k, dim=-1, sorted=True)
+            target = torch.full((len(tokens),), float("nan"), device=logprobs.device)
+            target[:-1] = logprobs[:-1].gather(1, ids_in[1:, None]).squeeze(1)
         full = logprobs.cpu().numpy() if self.top_k >= self.vocab_size else None
-        return WindowLogprobs(tokens, ids.to(torch.int32).cpu().numpy(), values.cpu().numpy(), full)
+        return WindowLogprobs(tokens, ids.to(torch.int32).cpu().numpy(), values.cpu().numpy(), target.cpu().numpy(),
+                              full)
 
 
 # --- OpenAI-compatible server ------------------------------------------------------------------------------------
@@ -178,9 +235,11 @@ class ServerBackend:
         length = len(tokens)
         ids = np.empty((length, self.top_k), dtype=np.int32)
         values = np.empty((length, self.top_k), dtype=np.float32)
+        target = np.full(length, np.nan, dtype=np.float32)
         for row in range(length - 1):
             entry = entries[row + 1]
             entries[row + 1] = None  # a K = 1000 answer is ~2 M entries: let each row go once it is copied
+            target[row] = self._own_logprob(row, entry, int(tokens[row + 1]))
             self._keep_top_k(row, entry.keys(), (v["logprob"] for v in entry.values()), len(entry), ids, values)
         last = self._generated_row(choice)
         self._keep_top_k(length - 1, last.keys(), last.values(), len(last), ids, values)
@@ -188,7 +247,16 @@ class ServerBackend:
         if self.top_k >= self.vocab_size:
             full = np.full((length, self.vocab_size), -np.inf, dtype=np.float32)
             np.put_along_axis(full, ids.astype(np.int64), values, axis=1)
-        return WindowLogprobs(tokens, ids, values, full)
+        return WindowLogprobs(tokens, ids, values, target, full)
+
+    def _own_logprob(self, row: int, entry: Any, token: int) -> float:
+        """The prompt token's own log-probability: vLLM adds it to each prompt_logprobs entry, in the top-K or not."""
+        own = entry.get(str(token)) if isinstance(entry, dict) else None
+        if not isinstance(own, dict) or not isinstance(own.get("logprob"), int | float):
+            raise EvalError(f"prompt_logprobs entry {row + 1} has no log-probability for the prompt's own token "
+                            f"{token}", file=self.url,
+                            hint="the server must return the prompt token in each prompt_logprobs entry (vLLM does)")
+        return float(own["logprob"])
 
     def _keep_top_k(self, row: int, keys: Iterable[Any], logprobs: Iterable[float], count: int,
                     ids: np.ndarray, values: np.ndarray) -> None:
@@ -250,7 +318,7 @@ class ServerBackend:
 
 
 def run_windows(compute: ComputeWindow, windows: npt.NDArray[np.int64], folder: Path, info: DumpInfo, *,
-                workers: int = 1, progress: Progress | None = None) -> None:
+                workers: int = 1, progress: WindowProgress | None = None) -> None:
     """Compute every window not already saved in `folder`, `workers` at a time; save each as it finishes.
 
     On a failure the windows already finished stay saved, and rerunning resumes with the rest.

@@ -1,10 +1,12 @@
 """Logprob dumps: one model's top-K next-token log-probabilities over fixed token windows, in safetensors.
 
 A dump holds `token_ids` I64 [N, L], `topk_ids` I32 [N, L, K] and `topk_logprobs` F32 [N, L, K] (sorted by
-descending probability; row t predicts token t + 1, the last row what follows the window), and `logprobs`
-F32 [N, L, V] when K ≥ vocab. What produced it (model, revision, weights digest, dataset, window, samples, K,
-tokenizer) is in the safetensors metadata. Windows are written one file each into `<dump>.partial/` as they
-finish, so an interrupted run resumes where it stopped, then streamed into the dump without holding it in memory.
+descending probability; row t predicts token t + 1, the last row what follows the window), `target_logprobs`
+F32 [N, L] (the log-probability of the correct next token, token t + 1, whether or not it is in the top-K; NaN on
+the last row, which has none), and `logprobs` F32 [N, L, V] when K ≥ vocab. What produced it (model, revision,
+weights digest, dataset, window, samples, K, tokenizer) is in the safetensors metadata. Windows are written one
+file each into `<dump>.partial/` as they finish, so an interrupted run resumes where it stopped, then streamed into
+the dump without holding it in memory.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from publish.errors import DumpError
 from publish.util.safetensors_header import encode_header, read_header
 
 DUMP_FORMAT = "hubpub-logprobs"
-DUMP_VERSION = 1
-TENSORS = ("token_ids", "topk_ids", "topk_logprobs", "logprobs")
+# Version 2 added `target_logprobs`; a version 1 dump is made again.
+DUMP_VERSION = 2
+TENSORS = ("token_ids", "topk_ids", "topk_logprobs", "target_logprobs", "logprobs")
+REQUIRED = TENSORS[:4]
 _DTYPES = {"token_ids": ("I64", np.int64), "topk_ids": ("I32", np.int32), "topk_logprobs": ("F32", np.float32),
-           "logprobs": ("F32", np.float32)}
+           "target_logprobs": ("F32", np.float32), "logprobs": ("F32", np.float32)}
 
 
 @dataclass(frozen=True)
@@ -80,15 +84,18 @@ class DumpInfo:
 
 @dataclass(frozen=True)
 class WindowLogprobs:
-    """One window's tokens [L] and its top-K ids/log-probs [L, K]; full log-probs [L, V] when K ≥ vocab."""
+    """One window's tokens [L], its top-K ids/log-probs [L, K], the correct next token's log-prob [L] (NaN on the
+    last row) and full log-probs [L, V] when K ≥ vocab."""
 
     tokens: npt.NDArray[np.int64]
     topk_ids: npt.NDArray[np.int32]
     topk_logprobs: npt.NDArray[np.float32]
+    target_logprobs: npt.NDArray[np.float32]
     logprobs: npt.NDArray[np.float32] | None = None
 
     def tensors(self) -> dict[str, np.ndarray]:
-        out = {"token_ids": self.tokens, "topk_ids": self.topk_ids, "topk_logprobs": self.topk_logprobs}
+        out = {"token_ids": self.tokens, "topk_ids": self.topk_ids, "topk_logprobs": self.topk_logprobs,
+               "target_logprobs": self.target_logprobs}
         if self.logprobs is not None:
             out["logprobs"] = self.logprobs
         return {name: np.ascontiguousarray(value, dtype=_DTYPES[name][1]) for name, value in out.items()}
@@ -203,13 +210,14 @@ class Dump:
             dtype = {code: np.dtype(t) for code, t in _DTYPES.values()}.get(entry.get("dtype"))
             if name in TENSORS and dtype is not None:
                 self._tensors[name] = (dtype, list(entry["shape"]), int(entry["data_offsets"][0]))
-        for name in TENSORS[:3]:
+        for name in REQUIRED:
             if name not in self._tensors:
                 raise DumpError(f"tensor {name!r} is missing or has the wrong dtype", file=path,
                                 hint="make the dump again with `hubpub eval dump`")
         shape, k = self._tensors["token_ids"][1], self._tensors["topk_ids"][1]
-        if shape != [self.info.samples, self.info.sequence_length] or k[:2] != shape or len(k) != 3:
-            raise DumpError(f"tensor shapes {shape} / {k} do not match the metadata's samples "
+        target = self._tensors["target_logprobs"][1]
+        if shape != [self.info.samples, self.info.sequence_length] or k[:2] != shape or len(k) != 3 or target != shape:
+            raise DumpError(f"tensor shapes {shape} / {k} / {target} do not match the metadata's samples "
                             f"{self.info.samples} and sequence_length {self.info.sequence_length}", file=path)
         self.top_k = int(k[2])
         self.has_full = "logprobs" in self._tensors

@@ -204,7 +204,7 @@ def file_set(
             files[rel] = path
     files.update(shared)
     evaluation = artifact_path(manifest)
-    if evaluation is not None and manifest.evaluation.kld and manifest.evaluation.kld.branch == variant.branch:
+    if evaluation is not None and variant.branch in manifest.kld_branches:
         # The evaluated branch carries the artifact its card's KLD figures come from; the card links to it.
         if KLD_ARTIFACT in files:
             notes.append(f"{files[KLD_ARTIFACT]} is replaced by the manifest's KLD artifact {evaluation}")

@@ -10,9 +10,12 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from publish.errors import ManifestError
+from publish.manifest.evaluation import Evaluation
+from publish.manifest.schemabase import Line
+from publish.manifest.schemabase import StrictModel as _Model
 from publish.manifest.schemaerrors import Hinted, Located, suggestion
 from publish.util.repoid import repo_id_problem
 from publish.util.suggest import did_you_mean
@@ -36,23 +39,8 @@ HIGHLIGHTABLE = (
 SCHEME_FIELDS = ("scheme", "bits", "group_size", "symmetric")
 
 
-def _single_line(value: str) -> str:
-    if "\n" in value or "\r" in value:
-        raise ValueError("must be a single line (it lands in a heading, a table cell or a command line)")
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value
-
-
-# Text that lands in a heading, a table cell or a shell command: one line, never empty.
-Line = Annotated[str, AfterValidator(_single_line)]
 # `calibration: none`: data-free quantization (RTN, min-max); the card says "none (data-free)".
 NO_CALIBRATION = "none"
-
-
-class _Model(BaseModel):
-    # strict: YAML `bits: "8"` is a string, and saying so beats guessing; frozen: stages never mutate their input.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Method(_Model):
@@ -289,74 +277,6 @@ class CardStyle(_Model):
     group_size: Literal["words", "number"] = "words"
 
 
-class Dataset(_Model):
-    name: Line
-    split: Line | None = None
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.split})" if self.split else self.name
-
-
-class KldMetrics(_Model):
-    median: Annotated[float, Field(ge=0)]
-    p90: Annotated[float, Field(ge=0)]
-    mean: Annotated[float, Field(ge=0)]
-    mean_coverage: Annotated[float, Field(ge=0, le=1)] | None = None
-
-
-# How many positions one window of L tokens scores under each declared method.
-KLD_METHODS: dict[str, tuple[str, Any]] = {
-    "next-token": ("samples x (sequence_length - 1): every token that has a next token", lambda n: n - 1),
-    "second-half": ("samples x (sequence_length / 2 - 1): llama.cpp's perplexity tool", lambda n: n // 2 - 1),
-    "all-logits": ("samples x sequence_length: every row of logits (exllama model_diff)", lambda n: n),
-}
-
-
-class Kld(_Model):
-    """KL divergence of the quantized model against the unquantized reference, and how it was measured."""
-
-    branch: str
-    method: Literal["next-token", "second-half", "all-logits"] = "next-token"
-    approximation: Literal["full-vocab", "top-k-tail-bucket", "top-k-renormalized"] | None = None
-    reference_top_k: Annotated[int, Field(gt=0)] | None = None
-    dataset: Dataset
-    sequence_length: Annotated[int, Field(gt=1)]
-    samples: Annotated[int, Field(gt=0)]
-    # kld.json written by `hubpub eval`, relative to the manifest; with it, positions and metrics come from it.
-    artifact: Line | None = None
-    positions: Annotated[int, Field(gt=0)] | None = None
-    metrics: KldMetrics | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Kld:
-        if self.artifact is None:
-            for name in ("positions", "metrics"):
-                if getattr(self, name) is None:
-                    raise Located(("evaluation", "kld", name),
-                                   f"{name} is required unless `artifact:` names the kld.json `hubpub eval` wrote")
-        rule, per_window = KLD_METHODS[self.method]
-        expected = self.samples * per_window(self.sequence_length)
-        if self.positions is not None and self.positions != expected:
-            raise ValueError(
-                f"positions is {self.positions:,} but method {self.method!r} scores {rule} = {expected:,}; "
-                "fix positions or declare the method that was used"
-            )
-        if self.metrics is None:
-            return self
-        if self.metrics.median > self.metrics.p90:
-            raise ValueError(
-                f"metrics are out of order: median {self.metrics.median} > p90 {self.metrics.p90}; "
-                "a median cannot exceed the 90th percentile"
-            )
-        if self.metrics.mean_coverage is not None and self.reference_top_k is None:
-            raise ValueError("mean_coverage only makes sense with a top-K reference; set reference_top_k")
-        return self
-
-
-class Evaluation(_Model):
-    kld: Kld | None = None
-
-
 class Serve(_Model):
     label: Line | None = None
     args: tuple[Line, ...]
@@ -421,6 +341,18 @@ class Manifest(_Model):
         """All variants, or the one on `branch`."""
         return self.variants if branch is None else (self.variant(branch),)
 
+    @property
+    def kld_branches(self) -> tuple[str, ...]:
+        """The branches the KLD evaluation covers, as evaluation.kld names them (`all`: every variant's, in order)."""
+        kld = self.evaluation.kld
+        if kld is None:
+            return ()
+        if kld.branch is not None:
+            return (kld.branch,)
+        if kld.branches == "all":
+            return tuple(v.branch for v in self.variants)
+        return tuple(kld.branches or ())
+
     def variant_path(self, variant: Variant) -> Path:
         path = Path(variant.path).expanduser()
         return path if path.is_absolute() else self.root / path
@@ -444,12 +376,21 @@ class Manifest(_Model):
                               "defined twice", "give each variant its own branch")
             seen.add(variant.branch)
         kld = self.evaluation.kld
-        if kld is not None and kld.branch not in seen:
-            raise Located(
-                ("evaluation", "kld", "branch"),
-                f"KLD was measured on branch {kld.branch!r}, which no variant defines",
-                suggestion(kld.branch, seen) or f"name one of the variants' branches: {', '.join(sorted(seen))}",
-            )
+        if kld is None:
+            return self
+        named: list[tuple[tuple[str | int, ...], str]] = (
+            [(("evaluation", "kld", "branch"), kld.branch)] if kld.branch is not None
+            else [] if kld.branches == "all"
+            else [(("evaluation", "kld", "branches", i), b) for i, b in enumerate(kld.branches or ())])
+        listed: set[str] = set()
+        for loc, branch in named:
+            if branch not in seen:
+                raise Located(loc, f"KLD was measured on branch {branch!r}, which no variant defines",
+                              suggestion(branch, seen) or f"name one of the variants' branches: "
+                                                          f"{', '.join(sorted(seen))}")
+            if branch in listed:
+                raise Located(loc, f"branch {branch!r} is listed twice", "name each evaluated branch once")
+            listed.add(branch)
         return self
 
 
