@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_manifest": "publish.manifest.model",
     "Manifest": "publish.manifest.model",
-    "Variant": "publish.manifest.model",
+    "Variant": "publish.manifest.variant",
     "check": "publish.commands.check",
     "render": "publish.commands.render",
     "init": "publish.commands.init",
@@ -88,7 +88,8 @@ if TYPE_CHECKING:
     from publish.errors import HubpubError
     from publish.hub.client import Hub
     from publish.hub.hashcache import HashCache
-    from publish.manifest.model import Manifest, Variant, load_manifest
+    from publish.manifest.model import Manifest, load_manifest
+    from publish.manifest.variant import Variant
 
 
 def __getattr__(name: str) -> Any:

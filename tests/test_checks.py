@@ -8,7 +8,8 @@ import pytest
 
 from publish.checkpoint.findings import collect_findings
 from publish.checkpoint.read import read_checkpoint
-from publish.manifest.model import Variant, load_manifest
+from publish.manifest.model import load_manifest
+from publish.manifest.variant import Variant
 
 from .conftest import point_manifest
 from .fixtures.checkpoints import DEFECTS, build_checkpoint

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from publish.checkpoint.families import family_of
-from publish.manifest.model import FAMILIES
+from publish.manifest.variant import FAMILIES
 
 
 @pytest.mark.parametrize(("module", "family"), [

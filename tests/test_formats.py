@@ -20,7 +20,7 @@ from publish.checkpoint.build import build_checkpoint
 from publish.checkpoint.facts import derive_facts
 from publish.checkpoint.findings import collect_findings
 from publish.checkpoint.read import read_checkpoint
-from publish.manifest.model import Variant
+from publish.manifest.variant import Variant
 
 from .fixtures.formats import CASE_DEFECTS, CASES, EXPECTED, Case, build, plan, write
 from .fixtures.manifests import invoke, manifest_from_init

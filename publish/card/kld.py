@@ -9,7 +9,8 @@ from typing import Any
 
 from publish.manifest.artifactschema import PERCENTILES, percentile_key
 from publish.manifest.evaluation import KldResult
-from publish.manifest.model import Manifest, Variant
+from publish.manifest.model import Manifest
+from publish.manifest.variant import Variant
 
 # The comparison table's KLD rows: (label, metric), shown once two or more variants were evaluated.
 COMPARISON_ROWS = (("KLD median", "median"), ("KLD P90", "p90"), ("KLD mean", "mean"))

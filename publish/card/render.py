@@ -21,7 +21,8 @@ from publish.card.kld import comparison_rows, kld_context
 from publish.card.provenance import Provenance
 from publish.card.scheme import kv_cache_flag, part_group_size, per_part, scheme_text
 from publish.errors import MetadataError, TemplateError
-from publish.manifest.model import Manifest, Variant
+from publish.manifest.model import Manifest
+from publish.manifest.variant import Variant
 
 if TYPE_CHECKING:
     from publish.checkpoint.facts import WeightFacts
@@ -42,7 +43,7 @@ AUTO_CLASSES = {
 
 
 @dataclass(frozen=True)
-class Part:
+class CellText:
     """A piece of a table cell; templates decide how `code` and `strong` look."""
 
     text: str
@@ -53,7 +54,7 @@ class Part:
 @dataclass(frozen=True)
 class Row:
     label: str
-    cells: tuple[tuple[Part, ...], ...]
+    cells: tuple[tuple[CellText, ...], ...]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -141,31 +142,31 @@ def quantization_table(
     variants = manifest.variants
     everywhere = set.intersection(*(set(v.unquantized) for v in variants))
 
-    def cells(render: Any) -> tuple[tuple[Part, ...], ...]:
+    def cells(render: Any) -> tuple[tuple[CellText, ...], ...]:
         return tuple(tuple(render(v)) for v in variants)
 
     def plain(row: str, value: Any) -> Any:
-        return lambda v: [Part(value(v), strong=row in v.highlight)]
+        return lambda v: [CellText(value(v), strong=row in v.highlight)]
 
-    def method(v: Variant) -> list[Part]:
-        parts = [Part(v.method.name)]
+    def method(v: Variant) -> list[CellText]:
+        parts = [CellText(v.method.name)]
         if v.method.source:
-            parts += [Part(" ("), Part(v.method.source, code=True), Part(")")]
+            parts += [CellText(" ("), CellText(v.method.source, code=True), CellText(")")]
         if v.method.recipe:
-            parts += [Part(", "), Part(v.method.recipe, strong="recipe" in v.highlight), Part(" recipe")]
+            parts += [CellText(", "), CellText(v.method.recipe, strong="recipe" in v.highlight), CellText(" recipe")]
         return parts
 
-    def unquantized(v: Variant) -> list[Part]:
-        parts: list[Part] = []
+    def unquantized(v: Variant) -> list[CellText]:
+        parts: list[CellText] = []
         for family in v.unquantized:
             if parts:
-                parts.append(Part(", "))
+                parts.append(CellText(", "))
             # A family not left unquantized by every variant is what sets this variant apart: emphasise it.
-            parts.append(Part(family, code=True, strong=family not in everywhere or "unquantized" in v.highlight))
-        return parts or [Part("none")]
+            parts.append(CellText(family, code=True, strong=family not in everywhere or "unquantized" in v.highlight))
+        return parts or [CellText("none")]
 
     rows = [
-        Row("Base", cells(lambda v: [Part(manifest.base_model, code=True, strong="base" in v.highlight)])),
+        Row("Base", cells(lambda v: [CellText(manifest.base_model, code=True, strong="base" in v.highlight)])),
         Row("Method", cells(method)),
         Row("Scheme", cells(plain("scheme", scheme_text))),
         Row("Bits", cells(plain("bits", lambda v: per_part(v, lambda p: str(p.bits))))),
@@ -190,12 +191,12 @@ def quantization_table(
     if any(v.torch_compile is not None for v in variants):
         rows.append(Row("torch.compile", cells(plain("torch_compile", lambda v: _enabled(v.torch_compile)))))
     if any(f.scale_dtype for f in facts.values()):
-        rows.append(Row("Scale dtype", cells(lambda v: [Part(_scale_dtype(facts.get(v.branch)))])))
+        rows.append(Row("Scale dtype", cells(lambda v: [CellText(_scale_dtype(facts.get(v.branch)))])))
     rows.append(Row("Size", cells(plain("size", lambda v: human_size(_size_gb(v, facts.get(v.branch)))))))
     if any(v.gpu for v in variants):
         rows.append(Row("GPU used for quant", cells(plain("gpu", lambda v: v.gpu or "-"))))
     for label, by_branch in comparison_rows(manifest):
-        rows.append(Row(label, cells(lambda v, values=by_branch: [Part(values.get(v.branch, "-"))])))
+        rows.append(Row(label, cells(lambda v, values=by_branch: [CellText(values.get(v.branch, "-"))])))
     return tuple(rows)
 
 

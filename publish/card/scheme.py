@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from publish.checkpoint.parts import granularity, part_label
-from publish.manifest.model import Manifest, Variant
-from publish.manifest.model import Part as QuantPart
+from publish.manifest.model import Manifest
+from publish.manifest.variant import Part as QuantPart
+from publish.manifest.variant import Variant
 
 
 def scheme_text(variant: Variant) -> str:

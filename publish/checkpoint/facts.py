@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from publish.checkpoint.formats import describe_kv_cache
 from publish.checkpoint.model import CONFIG_FILE, NO_QUANTIZATION_CONFIG, Checkpoint, refused_config
 from publish.checkpoint.parts import PartFacts, derive_parts, pair_parts, part_differences
-from publish.manifest.model import FAMILIES, Variant
+from publish.manifest.variant import FAMILIES, Variant
 
 # Sizes on cards are rounded (36.78 GB shows as 36.8); an accidentally quantized or dropped family moves the
 # size by several percent, so 1% tells rounding apart from a wrong checkpoint.

@@ -31,7 +31,7 @@ from publish.checkpoint.model import (
 )
 from publish.checkpoint.parts import PartFacts, granularity, pair_parts, part_differences
 from publish.checkpoint.quantconfig import Matcher
-from publish.manifest.model import FAMILIES, Variant
+from publish.manifest.variant import FAMILIES, Variant
 from publish.util.modelconfig import text_setting
 
 # Shards that vLLM fuses into one layer must share precision and scheme (its packed_modules_mapping).

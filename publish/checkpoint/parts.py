@@ -16,7 +16,7 @@ from typing import Any
 
 from publish.checkpoint.formats import Scheme
 from publish.checkpoint.model import Checkpoint
-from publish.manifest.model import FAMILIES, Part
+from publish.manifest.variant import FAMILIES, Part
 
 # Fields a manifest part states, as the difference lines and C3 findings name them.
 PART_FIELDS = ("scheme", "bits", "group_size", "symmetric", "block", "activations")

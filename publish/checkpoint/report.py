@@ -16,7 +16,8 @@ from publish.checkpoint.facts import WeightFacts, compare_facts, derive_facts
 from publish.checkpoint.findings import Finding, collect_findings, error, summarize
 from publish.checkpoint.reportcache import ReportCache, checkpoint_key
 from publish.errors import FactMismatch
-from publish.manifest.model import Manifest, Variant
+from publish.manifest.model import Manifest
+from publish.manifest.variant import Variant
 
 if TYPE_CHECKING:
     from publish.checkpoint.model import Checkpoint

@@ -14,6 +14,7 @@ import click
 from publish.errors import UsageError
 
 if TYPE_CHECKING:
+    from publish.commands.eval import DumpSettings, Execution, ModelSource, RunSettings, TextSource
     from publish.manifest.model import Manifest
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,7 +37,7 @@ def _folded(options: Sequence[Callable[[F], F]], build: Callable[..., Any], into
     return decorate
 
 
-def _execution(workers: int, device: str | None) -> Any:
+def _execution(workers: int, device: str | None) -> Execution:
     from publish.commands.eval import Execution
 
     return Execution(workers=workers, device=device)
@@ -51,7 +52,7 @@ tokenizer_option = click.option("--tokenizer", metavar="PATH_OR_ID",
 execution_options = _folded([workers_option, device_option], _execution, "execution", ("workers", "device"))
 
 
-def _dump_settings(sequence_length: int, samples: int, top_k: int) -> Any:
+def _dump_settings(sequence_length: int, samples: int, top_k: int) -> DumpSettings:
     from publish.commands.eval import DumpSettings
 
     return DumpSettings(sequence_length=sequence_length, samples=samples, top_k=top_k)
@@ -67,7 +68,7 @@ dump_settings_options = _folded([
 
 
 def _model_source(model: str, server: str | None, served_model: str | None, revision: str | None,
-                  tokenizer: str | None) -> Any:
+                  tokenizer: str | None) -> ModelSource:
     from publish.commands.eval import ModelSource
 
     return ModelSource(model, server=server, served_model=served_model, revision=revision, tokenizer=tokenizer)
@@ -84,7 +85,7 @@ model_source_options = _folded([
 ], _model_source, "source", ("model", "server", "served_model", "revision", "tokenizer"))
 
 
-def _text_source(text_file: Path | None, dataset: str | None, dataset_config: str | None, text_column: str) -> Any:
+def _text_source(text_file: Path | None, dataset: str | None, dataset_config: str | None, text_column: str) -> TextSource | None:
     from publish.commands.eval import TextSource
 
     if text_file is None and dataset is None:
@@ -103,7 +104,7 @@ text_options = _folded([
 ], _text_source, "text", ("text_file", "dataset", "dataset_config", "text_column"))
 
 def _reference_source(reference: str, reference_server: str | None, reference_served_model: str | None,
-                      tokenizer: str | None) -> Any:
+                      tokenizer: str | None) -> ModelSource:
     from publish.commands.eval import ModelSource
 
     return ModelSource(reference, server=reference_server, served_model=reference_served_model, tokenizer=tokenizer)
@@ -150,7 +151,7 @@ variant_options = _folded([
 ], VariantOptions, "variant_options", ("paths", "servers", "served"))
 
 
-def _run_settings(workdir: Path | None, out: Path | None, workers: int, device: str | None) -> Any:
+def _run_settings(workdir: Path | None, out: Path | None, workers: int, device: str | None) -> RunSettings:
     from publish.commands.eval import RunSettings
 
     return RunSettings(workdir=workdir, out=out, execution=_execution(workers, device))

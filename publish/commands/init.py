@@ -18,8 +18,9 @@ from publish.checkpoint.model import Checkpoint
 from publish.checkpoint.parts import PartFacts
 from publish.checkpoint.read import read_checkpoint
 from publish.errors import UsageError
-from publish.manifest.model import SharedFiles, check_branch_name, check_repo_id
+from publish.manifest.model import SharedFiles, check_repo_id
 from publish.manifest.sharedfiles import WELL_KNOWN, unlisted
+from publish.manifest.variant import check_branch_name
 from publish.manifest.yamlsource import TODO
 from publish.util.atomic import atomic_write
 

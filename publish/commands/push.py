@@ -41,8 +41,9 @@ from publish.hub.localfiles import file_set, shared_files, unhashed, walk, with_
 from publish.hub.plan import LocalFile, Plan, make_plan, push_id
 from publish.hub.verify import verify
 from publish.manifest.kldartifact import resolve as resolve_kld
-from publish.manifest.model import Manifest, Variant
+from publish.manifest.model import Manifest
 from publish.manifest.sharedfiles import unlisted
+from publish.manifest.variant import Variant
 
 # LFS uploads in flight at once, as huggingface_hub's own commit does a few at a time.
 UPLOAD_WORKERS = 4

@@ -20,8 +20,9 @@ from publish.errors import TOKEN_PATTERN, ManifestError, UnsafeFileError
 from publish.hub.hashcache import Digest, HashCache, digest_bytes
 from publish.hub.plan import LocalFile
 from publish.manifest.kldartifact import KLD_ARTIFACT, artifact_path
-from publish.manifest.model import Manifest, Variant
+from publish.manifest.model import Manifest
 from publish.manifest.sharedfiles import collision, excluded
+from publish.manifest.variant import Variant
 
 # Never uploaded: they look like credentials. Matched against each file's name.
 SECRET_PATTERNS = (
