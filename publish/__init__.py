@@ -2,13 +2,14 @@
 
 The library does everything the command line does; the CLI only parses arguments, prints and picks exit codes.
 
-    from publish import load_manifest, check, render, plan, push
+    from publish import Hub, PushSettings, load_manifest, check, render, plan, push
 
     manifest = load_manifest("branches.yaml")
     report = check(manifest)              # findings per variant; report.ok
     render(manifest)                      # cards/<branch>/README.md
-    plan(manifest, hub, ...)              # what a push would change, uploading nothing
-    push(manifest, hub, ...)              # one verified commit per variant
+    hub = Hub.from_environment()          # HF_ENDPOINT, HF_TOKEN; Hub(..., emit=) receives retry events
+    plan(manifest, hub, PushSettings(branch="gs128"))   # what a push would change, uploading nothing
+    push(manifest, hub, PushSettings(tag="v1.0.0"))     # one verified commit per variant
 
 Every failure is a `HubpubError` (publish.errors); its `exit_code` is what the CLI exits with: 1 when the input
 was understood but is not fit to publish (failed checks, a Hub refusal, a concurrent push), 2 when the input or
@@ -35,6 +36,7 @@ _EXPORTS = {
     "init": "publish.commands.init",
     "plan": "publish.commands.push",
     "push": "publish.commands.push",
+    "PushSettings": "publish.commands.push",
     "Hub": "publish.hub.client",
     "HashCache": "publish.hub.hashcache",
     "ReportCache": "publish.checkpoint.reportcache",
@@ -59,6 +61,7 @@ __all__ = [
     "HubpubError",
     "Manifest",
     "ModelSource",
+    "PushSettings",
     "ReportCache",
     "RunSettings",
     "TextSource",
@@ -83,7 +86,7 @@ if TYPE_CHECKING:
     from publish.commands.eval import run as eval_run
     from publish.commands.eval import score as eval_score
     from publish.commands.init import init
-    from publish.commands.push import plan, push
+    from publish.commands.push import PushSettings, plan, push
     from publish.commands.render import render
     from publish.errors import HubpubError
     from publish.hub.client import Hub

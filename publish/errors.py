@@ -122,12 +122,6 @@ class FactMismatch(HubpubError):
     exit_code = EXIT_FAILED
 
 
-class DriftError(HubpubError):
-    """`render --check`: a README on disk is out of date."""
-
-    exit_code = EXIT_FAILED
-
-
 class HubError(HubpubError):
     """The Hub refused or failed a request, or the pushed revision does not verify."""
 

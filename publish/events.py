@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from publish.hub.plan import Plan
+    from publish.util.retry import RetryNotice
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Progress(Event):
 
 @dataclass(frozen=True)
 class Retrying(Event):
+    """A failed request is sent again after `wait` seconds (publish/util/retry.py's policy)."""
+
     what: str
     reason: str
     wait: float
@@ -74,6 +77,15 @@ class Retrying(Event):
 
     def text(self) -> str:
         return f"retrying in {self.wait:g} s ({self.attempt}/{self.attempts}): {self.reason} while trying to {self.what}"
+
+
+def retries_to(emit: Emit) -> Callable[[RetryNotice], None]:
+    """A Retrier's `announce` that emits each wait as a Retrying event."""
+
+    def announce(notice: RetryNotice) -> None:
+        emit(Retrying(notice.what, notice.reason, notice.wait, notice.attempt, notice.attempts))
+
+    return announce
 
 
 @dataclass(frozen=True)

@@ -15,24 +15,24 @@ from pathlib import Path
 import git
 import pytest
 
-from publish.commands.push import PushResult, push
+from publish.commands.push import PushResult, PushSettings, push
 from publish.errors import UsageError
 from publish.hub.client import Hub
-from publish.hub.hashcache import HashCache
 from publish.manifest.model import load_manifest
 
 from .conftest import HUB_TOKEN, hubpub, point_manifest
 from .hubserver import HubServer
+from .test_push import FakeClock
 
 REPO = "Minachist/Qwen3.6-27B-INT8-AutoRound"
 NEW_TITLE = "title: Qwen3.6 27B INT8 (reviewed)"
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
 
-def run_push(manifest: Path, hub: HubServer, branch: str | None = None, **kwargs: object) -> PushResult:
-    cache = HashCache(Path(os.environ["HUBPUB_CACHE"]))
-    client = Hub(hub.url, HUB_TOKEN, sleep=lambda _: None)
-    return push(load_manifest(manifest), client, branch, cache=cache, **kwargs)  # type: ignore[arg-type]
+def run_push(manifest: Path, hub: HubServer, branch: str | None = None, **changes: object) -> PushResult:
+    clock = FakeClock()  # retries wait on it, never for real
+    settings = PushSettings(branch=branch, cache=Path(os.environ["HUBPUB_CACHE"]), **changes)  # type: ignore[arg-type]
+    return push(load_manifest(manifest), Hub(hub.url, HUB_TOKEN, sleep=clock.sleep, clock=clock), settings)
 
 
 def cli(*args: str, hub: HubServer, manifest: Path) -> tuple[int, str, str]:

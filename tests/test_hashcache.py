@@ -7,6 +7,9 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from publish.hub import hashcache
 from publish.hub.hashcache import HashCache, digest_file
 
 
@@ -50,3 +53,38 @@ def test_a_corrupt_cache_file_only_costs_a_rehash(tmp_path: Path) -> None:
     path = tmp_path / "w.bin"
     path.write_bytes(b"z")
     assert HashCache(tmp_path / "cache.json").digest(path).size == 1
+
+
+def test_a_digest_is_on_disk_before_the_cache_is_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"x" * 1000)
+    HashCache(tmp_path / "cache.json").digest(path)  # then killed: save() never runs
+    monkeypatch.setattr(hashcache, "digest_file", lambda _: pytest.fail("hashed again"))
+    assert HashCache(tmp_path / "cache.json").digest(path).sha256 == hashlib.sha256(b"x" * 1000).hexdigest()
+
+
+def test_save_folds_the_journal_into_the_cache_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"y")
+    cache = HashCache(tmp_path / "cache.json")
+    cache.digest(path)
+    assert cache.journal is not None and cache.journal.is_file()
+    cache.save()
+    assert not cache.journal.exists() and str(path.resolve()) in (tmp_path / "cache.json").read_text()
+    assert HashCache(tmp_path / "cache.json").digest(path).size == 1
+
+
+def test_a_journal_line_cut_short_by_a_kill_costs_only_its_digest(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.bin", tmp_path / "b.bin"
+    first.write_bytes(b"a")
+    second.write_bytes(b"b")
+    cache = HashCache(tmp_path / "cache.json")
+    cache.digest(first)
+    cache.digest(second)
+    assert cache.journal is not None
+    text = cache.journal.read_text()
+    cache.journal.write_text(text[: len(text) - 20])  # the second line is torn
+    again = HashCache(tmp_path / "cache.json")
+    again.digest(first)
+    again.digest(second)
+    assert again.hashed_bytes == 1  # b.bin only

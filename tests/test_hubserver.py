@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -266,10 +266,16 @@ def test_dropped_connections_and_delays(hub: HubServer, api, sleeps: list[float]
         api.create_commit(REPO, [add("a.txt", b"1")], commit_message="lost answer")
     assert hub.files(REPO)["a.txt"] == b"1"
 
-    hub.inject("GET", r"/refs$", delay=0.3)
-    started = time.monotonic()
-    api.list_repo_refs(REPO)
-    assert time.monotonic() - started >= 0.3
+    release = threading.Event()
+    hub.inject("GET", r"/refs$", hold=release)
+    answered = threading.Event()
+    caller = threading.Thread(target=lambda: (api.list_repo_refs(REPO), answered.set()))
+    caller.start()
+    assert hub.faults_taken.wait(timeout=30)  # the request reached the server and is held there
+    assert not answered.is_set()
+    release.set()
+    caller.join(timeout=30)
+    assert answered.is_set()
 
 
 def test_token_is_required(hub: HubServer, api) -> None:
@@ -328,6 +334,7 @@ def test_listings_follow_link_pagination(hub: HubServer, api) -> None:
     assert sum("cursor=" in r.query for r in hub.requests) >= 4
 
 
+@pytest.mark.slow
 def test_hf_cli_upload_to_a_branch(hub: HubServer, tmp_path: Path) -> None:
     folder = tmp_path / "variant"
     (folder / "sub").mkdir(parents=True)
@@ -349,6 +356,7 @@ def test_hf_cli_upload_to_a_branch(hub: HubServer, tmp_path: Path) -> None:
     assert TOKEN not in run.stdout + run.stderr
 
 
+@pytest.mark.slow
 def test_module_runs_in_the_foreground(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "tests.hubserver", "--root", str(tmp_path), "--token", TOKEN],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -13,11 +13,10 @@ import pytest
 import yaml
 
 from publish.commands.check import check
-from publish.commands.push import push
+from publish.commands.push import PushSettings, push
 from publish.commands.render import render
 from publish.errors import DumpError, FactMismatch, ManifestError
 from publish.hub.client import Hub
-from publish.hub.hashcache import HashCache
 from publish.manifest.kldartifact import check_artifact, new_artifact, read_artifact
 from publish.manifest.model import load_manifest
 
@@ -266,9 +265,8 @@ def test_the_manifest_names_evaluated_branches_clearly(project: Path, edit: dict
 
 def test_push_uploads_the_artifact_to_every_evaluated_branch(weighed: Path, hub: HubServer) -> None:
     manifest = with_artifact(weighed, version2(main=SEED, gs128=SEED), branch=None, branches=["gs128"])
-    cache = HashCache(Path(os.environ["HUBPUB_CACHE"]))
-    client = Hub(hub.url, HUB_TOKEN, backoff=0.01, sleep=lambda _: None)
-    push(load_manifest(manifest), client, None, cache=cache)
+    client = Hub(hub.url, HUB_TOKEN, sleep=lambda _: None)
+    push(load_manifest(manifest), client, PushSettings(cache=Path(os.environ["HUBPUB_CACHE"])))
     assert hub.files(REPO, "gs128")["kld.json"] == (manifest.parent / "kld.json").read_bytes()
     assert LINK in hub.files(REPO, "gs128")["README.md"].decode()
     assert "kld.json" not in hub.files(REPO, "main")

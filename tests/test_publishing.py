@@ -7,9 +7,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,9 +18,10 @@ from publish.errors import HubError
 from publish.events import Event, Progress, Retrying
 from publish.manifest.model import load_manifest
 
+from .cannedserver import serving
 from .conftest import HUB_TOKEN, hubpub, point_manifest
 from .hubserver import HubServer
-from .test_push import REPO, client, commits, hubpub_cli, run_push, uploads
+from .test_push import REPO, client, commits, hubpub_cli, run_push, settings, uploads
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
@@ -137,7 +136,7 @@ def test_a_bad_token_fails_before_hashing_or_creating_anything(weighed: Path, hu
 
 def test_the_plan_is_reported_before_the_first_upload(weighed: Path, hub: HubServer) -> None:
     events: list[Event] = []
-    push(load_manifest(weighed), client(hub), "main", emit=events.append)
+    push(load_manifest(weighed), client(hub), settings("main"), emit=events.append)
     kinds = [type(e).__name__ for e in events]
     first_upload = next(i for i, e in enumerate(events) if isinstance(e, Progress) and e.stage == "uploading")
     assert kinds.index("Planned") < first_upload < kinds.index("Committed") < kinds.index("Verified")
@@ -152,10 +151,18 @@ def test_a_landed_commit_is_reported_when_a_later_variant_fails(weighed: Path, h
     assert "cannot commit" in done.stderr and "gs128" in done.stderr
 
 
+def test_a_failed_upload_of_a_later_variant_leaves_the_earlier_commit_standing(weighed: Path, hub: HubServer) -> None:
+    hub.inject("POST", r"/preupload/gs128$", status=422, times=1)  # both variants upload at once; gs128's fails
+    done = hubpub_cli("push", "--manifest", str(weighed), "--all", hub=hub, cwd=weighed.parent)
+    assert done.returncode == 1 and "cannot upload" in done.stderr and "gs128" in done.stderr
+    assert f"main: committed {hub.url}/{REPO}/commit/" in done.stdout
+    assert hub.commit_count(REPO, "main") == 2 and hub.commit_count(REPO, "gs128") == 1
+
+
 def test_retries_are_reported_as_they_happen(weighed: Path, hub: HubServer) -> None:
     events: list[Event] = []
     hub.inject("GET", rf"^/api/models/{REPO}/refs", status=503, times=2)
-    push(load_manifest(weighed), client(hub), "main", emit=events.append)
+    push(load_manifest(weighed), client(hub, emit=events.append), settings("main"))
     retries = [e for e in events if isinstance(e, Retrying)]
     assert len(retries) == 2 and "503 from" in retries[0].text() and retries[0].text().startswith("retrying in")
 
@@ -200,25 +207,8 @@ def test_a_persistent_500_reads_as_one_paragraph(weighed: Path, hub: HubServer) 
 @pytest.fixture
 def not_a_hub() -> Iterator[str]:
     """A web server on 127.0.0.1 that answers every request with an HTML page."""
-
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"<html><body>hello</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(lambda method, path: (200, {"Content-Type": "text/html"}, b"<html><body>hello</body></html>")) as url:
+        yield url
 
 
 def test_an_endpoint_that_is_not_a_hub_is_named_with_a_hint(weighed: Path, not_a_hub: str) -> None:
@@ -259,6 +249,7 @@ def test_render_check_sees_text_appended_after_the_provenance(project: Path) -> 
     assert done.returncode == 1 and "+Appended by hand." not in done.stdout and "-Appended by hand." in done.stdout
 
 
+@pytest.mark.slow
 def test_render_after_check_does_not_import_torch(weighed: Path, checkpoints: dict[str, Path]) -> None:
     assert hubpub("check", "--manifest", str(weighed), cwd=weighed.parent).returncode == 0
     probe = (

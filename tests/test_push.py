@@ -12,10 +12,10 @@ from pathlib import Path
 import git
 import pytest
 
-from publish.commands.push import PushResult, plan, push
+from publish.commands.push import PushResult, PushSettings, plan, push
 from publish.errors import AuthError, ChecksFailed, ConcurrentPushError, HubError, UnsafeFileError
+from publish.events import Emit, ignore
 from publish.hub.client import Hub
-from publish.hub.hashcache import HashCache
 from publish.manifest.model import load_manifest
 
 from .conftest import HUB_TOKEN, hubpub, hubpub_subprocess, point_manifest
@@ -25,13 +25,35 @@ REPO = "Minachist/Qwen3.6-27B-INT8-AutoRound"
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
 
-def client(hub: HubServer, token: str | None = HUB_TOKEN, sleeps: list[float] | None = None) -> Hub:
-    return Hub(hub.url, token, backoff=0.01, sleep=(sleeps.append if sleeps is not None else lambda _: None))
+class FakeClock:
+    """Time that passes only when it is slept: each sleep is recorded and returns at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(0.0, seconds)
 
 
-def run_push(manifest: Path, hub: HubServer, branch: str | None = None, **kwargs: object) -> PushResult:
-    cache = HashCache(Path(os.environ["HUBPUB_CACHE"]))
-    return push(load_manifest(manifest), client(hub), branch, cache=cache, **kwargs)  # type: ignore[arg-type]
+def client(hub: HubServer, token: str | None = HUB_TOKEN, clock: FakeClock | None = None, emit: Emit = ignore) -> Hub:
+    """A Hub client for the local server whose retries wait on `clock` (a fresh FakeClock: never for real)."""
+    clock = clock or FakeClock()
+    return Hub(hub.url, token, sleep=clock.sleep, clock=clock, emit=emit)
+
+
+def settings(branch: str | None = None, **changes: object) -> PushSettings:
+    """Push settings with the test's own hash cache."""
+    changes.setdefault("cache", Path(os.environ["HUBPUB_CACHE"]))
+    return PushSettings(branch=branch, **changes)  # type: ignore[arg-type]
+
+
+def run_push(manifest: Path, hub: HubServer, branch: str | None = None, **changes: object) -> PushResult:
+    return push(load_manifest(manifest), client(hub), settings(branch, **changes))
 
 
 def expected_files(manifest: Path, folder: Path) -> dict[str, bytes]:
@@ -97,7 +119,7 @@ def test_a_readme_only_change_is_a_one_file_commit(weighed: Path, hub: HubServer
 
 
 def test_plan_shows_the_changes_and_sends_nothing(weighed: Path, hub: HubServer) -> None:
-    result = plan(load_manifest(weighed), client(hub), "main")
+    result = plan(load_manifest(weighed), client(hub), settings("main"))
     table = result.variants[0].plan.format_table()
     assert "repository Minachist/Qwen3.6-27B-INT8-AutoRound will be created" in table
     assert "add       model-00001-of-00004.safetensors" in table and "README.md" in table
@@ -134,6 +156,7 @@ def test_push_tag_tags_each_variant_commit(weighed: Path, hub: HubServer) -> Non
     assert set(refs) == {"v1.0.0-main", "v1.0.0-gs128"}
 
 
+@pytest.mark.slow
 def test_push_cli_prints_the_table_and_commit_url(weighed: Path, hub: HubServer) -> None:
     # End to end: the installed CLI in its own process.
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_TOKEN": HUB_TOKEN}
@@ -143,6 +166,17 @@ def test_push_cli_prints_the_table_and_commit_url(weighed: Path, hub: HubServer)
     assert "gs128: verified" in done.stderr
     again = hubpub_cli("push", "--manifest", str(weighed), "--branch", "gs128", hub=hub, cwd=weighed.parent)
     assert "gs128: unchanged; no commit made" in again.stdout
+
+
+def test_plan_and_push_share_their_options(tmp_path: Path) -> None:
+    def options(command: str) -> dict[str, str]:
+        text = hubpub(command, "--help", cwd=tmp_path).stdout
+        return {line.split()[0]: " ".join(line.split()) for line in text.splitlines()
+                if line.strip().startswith(("--prune", "--card-only", "--json", "-m,", "-q,", "-v,"))}
+
+    shared = options("plan")
+    assert set(shared) == {"--prune", "--card-only", "--json", "-m,", "-q,", "-v,"}
+    assert {k: v for k, v in options("push").items() if k in shared} == shared
 
 
 def test_commit_description_carries_provenance_and_checks(weighed: Path, hub: HubServer) -> None:
@@ -200,7 +234,7 @@ def test_a_symlink_out_of_the_folder_is_refused(
 
 def test_no_token_is_a_usage_error(weighed: Path, hub: HubServer) -> None:
     with pytest.raises(AuthError):
-        push(load_manifest(weighed), client(hub, token=None), "main")
+        push(load_manifest(weighed), client(hub, token=None), settings("main"))
     done = hubpub_cli("push", "--manifest", str(weighed), "--branch", "main", hub=hub, cwd=weighed.parent, token=None)
     assert done.returncode == 2 and "HF_TOKEN" in done.stderr
 
@@ -231,6 +265,7 @@ def test_a_concurrent_push_is_detected_not_overwritten(
     assert log[0] == "theirs" and len(log) == 3
 
 
+@pytest.mark.slow
 def test_a_no_op_push_of_checked_weights_does_not_import_torch(weighed: Path, hub: HubServer) -> None:
     first = hubpub_cli("push", "--manifest", str(weighed), "--all", hub=hub, cwd=weighed.parent)
     assert first.returncode == 0, first.stderr
@@ -251,16 +286,15 @@ def test_a_no_op_push_of_checked_weights_does_not_import_torch(weighed: Path, hu
 def test_verification_fails_when_the_remote_headers_differ(
     weighed: Path, hub: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = Hub.safetensors_headers
+    real = Hub.file_header
 
-    def tampered(self: Hub, repo_id: str, revision: str) -> dict:
-        headers = real(self, repo_id, revision)
-        tensors = headers[min(headers)].tensors
-        name = min(tensors)
-        tensors[name] = dataclasses.replace(tensors[name], dtype="F32", shape=[1])
-        return headers
+    def tampered(self: Hub, repo_id: str, filename: str, revision: str) -> object:
+        header = real(self, repo_id, filename, revision)
+        name = min(header.tensors)
+        header.tensors[name] = dataclasses.replace(header.tensors[name], dtype="F32", shape=[1])
+        return header
 
-    monkeypatch.setattr(Hub, "safetensors_headers", tampered)
+    monkeypatch.setattr(Hub, "file_header", tampered)
     with pytest.raises(HubError, match="remote safetensors header differs"):
         run_push(weighed, hub, "main")
 

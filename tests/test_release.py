@@ -22,7 +22,6 @@ import yaml
 from publish.commands.check import check
 from publish.commands.push import push
 from publish.hub.client import Hub
-from publish.hub.hashcache import HashCache
 from publish.manifest.model import load_manifest
 
 from . import ghactions
@@ -38,7 +37,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationW
 @pytest.fixture
 def published(weighed: Path, hub: HubServer, tmp_path: Path) -> Path:
     """Both variants pushed with their weights; returns a runner checkout whose manifest points at no weights."""
-    push(load_manifest(weighed), Hub(hub.url, HUB_TOKEN), None, cache=HashCache(None))
+    push(load_manifest(weighed), Hub(hub.url, HUB_TOKEN))
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     for name in ("quantize.py", "log.txt"):
@@ -111,6 +110,7 @@ def test_check_remote_finds_defects_in_hub_weights(
     assert not report.ok and any(f.code == "K1" and f.subject == "mtp.fc" for f in report.variants[0].findings)
 
 
+@pytest.mark.slow
 def test_a_tag_publishes_cards_only_and_tags_both_revisions(published: Path, hub: HubServer) -> None:
     before = {b: weights(hub, b) for b in ("main", "gs128")}
     lfs_before = hub.lfs_objects()
@@ -133,6 +133,7 @@ def test_a_tag_publishes_cards_only_and_tags_both_revisions(published: Path, hub
     assert "card-only: the weights on the Hub revision were checked" in run.output and HUB_TOKEN not in run.output
 
 
+@pytest.mark.slow
 def test_a_branch_tag_publishes_that_variant_only(published: Path, hub: HubServer) -> None:
     main_head = git.Repo(hub.git_path(REPO)).commit("main").hexsha
     run = run_release(published, hub, "refs/tags/gs128/v1.1.0")
@@ -144,6 +145,7 @@ def test_a_branch_tag_publishes_that_variant_only(published: Path, hub: HubServe
     assert tags == {"v1.1.0-gs128"}
 
 
+@pytest.mark.slow
 def test_a_failing_remote_check_stops_the_release(published: Path, hub: HubServer) -> None:
     data = yaml.safe_load(published.read_text())
     data["variants"][1]["symmetric"] = False

@@ -23,17 +23,20 @@ from publish.checkpoint.architecture import Architecture, ArchitectureCache, des
 from publish.checkpoint.build import build_checkpoint
 from publish.checkpoint.model import CONFIG_FILE, INDEX_FILE, SIDECAR_FILE, Checkpoint
 from publish.errors import CheckpointError
+from publish.util.listing import Listing, list_folder
 from publish.util.safetensors_header import raw_header
 
 # ---------------------------------------------------------------------------------------------------------------
 # I/O: reading a local folder
 
 
-def read_checkpoint(folder: Path, architectures: ArchitectureCache | None = None) -> Checkpoint:
+def read_checkpoint(folder: Path, architectures: ArchitectureCache | None = None, listing: Listing | None = None
+                    ) -> Checkpoint:
     """Read a local checkpoint folder (headers, index, config.json, sidecar) into a Checkpoint, with the
-    architecture its config.json describes (remembered in `architectures`)."""
+    architecture its config.json describes (remembered in `architectures`); `listing` is the folder's files when
+    the caller has listed them already."""
     with without_gc():
-        return _read_checkpoint(folder, architectures)
+        return _read_checkpoint(folder, architectures, listing)
 
 
 @contextmanager
@@ -49,7 +52,7 @@ def without_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _read_checkpoint(folder: Path, architectures: ArchitectureCache | None) -> Checkpoint:
+def _read_checkpoint(folder: Path, architectures: ArchitectureCache | None, listing: Listing | None) -> Checkpoint:
     from huggingface_hub import parse_local_safetensors_file_metadata
     from huggingface_hub.errors import SafetensorsParsingError
     from safetensors import SafetensorError, safe_open
@@ -57,7 +60,7 @@ def _read_checkpoint(folder: Path, architectures: ArchitectureCache | None) -> C
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} does not exist",
                               hint="fix the variant's path: in the manifest, or mount the disk holding the weights")
-    files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = (listing or list_folder(folder)).sizes()
     headers: dict[str, dict[str, tuple[str, tuple[int, ...]]]] = {}
     unreadable: dict[str, str] = {}
     weight_shapes: dict[str, tuple[int, ...]] = {}

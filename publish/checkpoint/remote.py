@@ -18,13 +18,16 @@ from publish.errors import HubError
 if TYPE_CHECKING:
     from publish.checkpoint.architecture import ArchitectureCache
     from publish.hub.client import Hub
+    from publish.hub.state import RemoteState
 
 
 def read_remote_checkpoint(
-    hub: Hub, repo_id: str, revision: str, architectures: ArchitectureCache | None = None
+    hub: Hub, repo_id: str, revision: str, architectures: ArchitectureCache | None = None,
+    state: RemoteState | None = None,
 ) -> Checkpoint | None:
-    """The Checkpoint stored on the branch `repo_id@revision`; None when the repository or branch does not exist."""
-    state = hub.remote_state(repo_id, revision)
+    """The Checkpoint stored on the branch `repo_id@revision`; None when the repository or branch does not exist.
+    `state` is the branch's state when the caller has read it already."""
+    state = state or hub.remote_state(repo_id, revision)
     if not state.branch_exists:
         return None
     files = {f.path: f.size for f in state.files}

@@ -18,10 +18,12 @@ from publish.checkpoint.reportcache import ReportCache, checkpoint_key
 from publish.errors import FactMismatch
 from publish.manifest.model import Manifest
 from publish.manifest.variant import Variant
+from publish.util.listing import Listing, list_folder
 
 if TYPE_CHECKING:
     from publish.checkpoint.model import Checkpoint
     from publish.hub.client import Hub
+    from publish.hub.state import RemoteState
 
 REPORT_VERSION = 1
 ARCHITECTURES_FILE = "architectures.json"
@@ -94,17 +96,21 @@ class Report:
 
 def examine(
     manifest: Manifest, variants: tuple[Variant, ...], *, hub: Hub | None = None, cache: ReportCache | None = None,
-    reuse: bool = False, remote: bool = False,
+    reuse: bool = False, remote: bool = False, listings: Mapping[str, Listing] | None = None,
+    remote_states: Mapping[str, RemoteState] | None = None,
 ) -> Report:
     """Examine each variant. With `hub`, a variant whose folder is absent (every variant, with `remote`) is
     examined on its Hub revision.
 
     With `cache`, local reports are recorded; with `reuse` too, a report recorded for the same hubpub version,
-    manifest entry and unchanged files is returned without reading the checkpoint again.
+    manifest entry and unchanged files is returned without reading the checkpoint again. `listings` (by branch)
+    are the variants' folders as the caller listed them, and `remote_states` (by branch) their Hub revisions as the
+    caller read them; what is not in them is read here.
     """
     architectures = ArchitectureCache(cache.beside(ARCHITECTURES_FILE) if cache is not None else None)
     reports = tuple(examine_variant(manifest, v, hub=hub, cache=cache, reuse=reuse, remote=remote,
-                                    architectures=architectures) for v in variants)
+                                    architectures=architectures, listing=(listings or {}).get(v.branch),
+                                    remote_state=(remote_states or {}).get(v.branch)) for v in variants)
     if cache is not None:
         cache.save()
     return Report(reports)
@@ -113,23 +119,25 @@ def examine(
 def examine_variant(
     manifest: Manifest, variant: Variant, *, hub: Hub | None = None, cache: ReportCache | None = None,
     reuse: bool = False, remote: bool = False, architectures: ArchitectureCache | None = None,
+    listing: Listing | None = None, remote_state: RemoteState | None = None,
 ) -> VariantReport:
     folder = manifest.variant_path(variant)
     if folder.is_dir() and not (remote and hub is not None):
-        key = checkpoint_key(variant.model_dump(mode="json"), folder.resolve()) if cache is not None else ""
+        listing = listing or list_folder(folder.resolve())
+        key = checkpoint_key(variant.model_dump(mode="json"), listing) if cache is not None else ""
         recorded = cache.get(key) if cache is not None and reuse else None
         if recorded is not None:
             return VariantReport.from_dict(recorded)
         from publish.checkpoint.read import read_checkpoint
 
-        report = report_for(read_checkpoint(folder, architectures), variant, LOCAL)
+        report = report_for(read_checkpoint(folder, architectures, listing), variant, LOCAL)
         if cache is not None:
             cache.put(key, report.to_dict())
         return report
     if hub is not None:
         from publish.checkpoint.remote import read_remote_checkpoint
 
-        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch, architectures)
+        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch, architectures, remote_state)
         if checkpoint is None or not checkpoint.shards:
             return missing(variant, f"{hub.endpoint}/{manifest.repo_id}/tree/{variant.branch}",
                            "the Hub revision holds no weights", "push the weights first")

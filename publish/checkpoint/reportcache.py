@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from publish import __version__
-from publish.util.hashing import stamp
 from publish.util.jsonstore import JsonStore
+from publish.util.listing import Listing
 
 # 2: facts carry the format, scheme and any refusal; a report without them could back a wrong card.
 # 3: facts carry parts, block and KV cache; findings cover the architecture (A1, A2), KV scales (T5), wider K5.
@@ -24,10 +24,15 @@ MAX_REPORTS = 64  # reports kept; the oldest go first
 FRONT_MATTER = "front-matter"  # the entry holding verified front matter keys
 
 
-def checkpoint_key(variant: dict[str, Any], folder: Path) -> str:
-    """A digest of everything a local check report depends on."""
-    files = sorted((p.relative_to(folder).as_posix(), stamp(p)) for p in folder.rglob("*") if p.is_file())
-    material = json.dumps({"hubpub": __version__, "variant": variant, "folder": str(folder), "files": files},
+def beside(hash_cache: Path) -> Path:
+    """Where reports are recorded: checks.json beside the hash cache."""
+    return hash_cache.with_name("checks.json")
+
+
+def checkpoint_key(variant: dict[str, Any], listing: Listing) -> str:
+    """A digest of everything a local check report depends on: the variant's entry and the listed files."""
+    files = sorted((f.rel, f.stamp) for f in listing.files)
+    material = json.dumps({"hubpub": __version__, "variant": variant, "folder": str(listing.folder), "files": files},
                           sort_keys=True, default=str)
     return hashlib.sha256(material.encode()).hexdigest()
 

@@ -8,11 +8,14 @@ standard error is not a terminal.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from publish.events import Committed, Event, Planned, Progress, PullRequestOpened, Tagged, Unchanged, Verified
+
+if TYPE_CHECKING:
+    from huggingface_hub.utils import tqdm
 
 PUSH_REPORT_VERSION = 1
 QUIET, NORMAL, VERBOSE = -1, 0, 1
@@ -32,7 +35,7 @@ class Console:
         self.verbosity = verbosity
         self.as_json = as_json
         self.bars = bars_enabled() if bars is None else bars
-        self._bars: dict[str, Any] = {}
+        self._bars: dict[str, tqdm] = {}
         self.variants: dict[str, dict[str, Any]] = {}
         # huggingface_hub draws its own bars (per LFS upload, header parsing); they follow ours.
         self._silenced = False

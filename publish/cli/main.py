@@ -6,75 +6,32 @@ Heavy libraries (torch, compressed-tensors) are imported only by the commands th
 
 from __future__ import annotations
 
-import functools
+import atexit
+import gc
 import json
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from publish import __version__
 from publish.cli import evaloptions as evo
-from publish.errors import EXIT_FAILED, HubpubError, scrub
+from publish.cli.common import branch_option, hash_cache_location, manifest_option, verbosity_options
+from publish.cli.common import hub as _hub
+from publish.cli.common import load as _load
+from publish.cli.common import reports_errors as _reports_errors
+from publish.cli.publishing import plan, push
+from publish.errors import EXIT_FAILED
 
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from publish.checkpoint.reportcache import ReportCache
+    from publish.hub.hashcache import HashCache
 
-MANIFEST_HELP = "The manifest to read (default: ./branches.yaml)."
-
-
-def _reports_errors(command: F) -> F:
-    """Turn every HubpubError into its message and exit code; never show a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except HubpubError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(error.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted; nothing was half-written", err=True)
-            sys.exit(130)
-        except Exception as error:  # a bug in hubpub: say so, without a traceback or a token
-            if os.environ.get("HUBPUB_DEBUG"):
-                raise
-            click.echo(f"internal error: {scrub(f'{type(error).__name__}: {error}')}", err=True)
-            click.echo("  rerun with HUBPUB_DEBUG=1 for the traceback, and please report it", err=True)
-            sys.exit(EXIT_FAILED)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _load(manifest: str, allow_todo: bool = False) -> Any:
-    from publish.manifest.model import load_manifest
-
-    return load_manifest(Path(manifest), allow_todo=allow_todo)
-
-
-def verbosity_options(command: F) -> F:
-    """-q/--quiet and -v/--verbose, folded into one `verbosity` argument: -1 quiet, 0 normal, 1 verbose."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, quiet: bool, verbose: int, **kwargs: Any) -> Any:
-        if quiet and verbose:
-            from publish.errors import UsageError
-
-            raise UsageError("give at most one of -q/--quiet and -v/--verbose")
-        return command(*args, verbosity=-1 if quiet else min(verbose, 1), **kwargs)
-
-    wrapper = click.option("--verbose", "-v", count=True, help="Say more (progress lines without a terminal).")(wrapper)
-    wrapper = click.option("--quiet", "-q", is_flag=True, help="Print only errors (and reports asked for: --json, check findings, diffs).")(wrapper)
-    return wrapper  # type: ignore[return-value]
-
-
-manifest_option = click.option(
-    "--manifest", "-m", default="branches.yaml", show_default=True, metavar="FILE", help=MANIFEST_HELP
-)
-branch_option = click.option("--branch", "-b", metavar="NAME", help="Only this variant's branch (default: all).")
-
+# At exit, after every other exit handler, freeze what is left: the interpreter's final collections then skip the
+# object graph torch and transformers built (a check or a cold push imports them), whose teardown is slow and
+# useless at exit (bench/bench_push.py measures the whole process).
+atexit.register(gc.freeze)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="hubpub")
@@ -190,121 +147,17 @@ def init(folders: tuple[Path, ...], repo_id: str | None, out: Path, force: bool,
         click.echo(f"wrote {written}; fill in the fields marked TODO (`hubpub check` works meanwhile)")
 
 
-def _hub() -> Any:
-    from publish.hub.client import Hub
+def _hash_cache() -> HashCache:
+    from publish.hub.hashcache import HashCache
 
-    return Hub.from_environment()
-
-
-def _hash_cache() -> Any:
-    from publish.hub.hashcache import HashCache, default_cache_location
-
-    return HashCache(default_cache_location())
+    return HashCache(hash_cache_location())
 
 
-def _report_cache() -> Any:
-    from publish.checkpoint.reportcache import ReportCache
+def _report_cache() -> ReportCache:
+    from publish.checkpoint.reportcache import ReportCache, beside
     from publish.hub.hashcache import default_cache_location
 
-    return ReportCache(default_cache_location().with_name("checks.json"))
-
-
-@main.command()
-@manifest_option
-@branch_option
-@click.option("--prune", is_flag=True, help="Also plan to delete remote files that are not weights hubpub manages.")
-@click.option("--card-only", is_flag=True,
-              help="Plan a card-only push: the weights already on each Hub revision are checked and kept.")
-@click.option("--create-pr", is_flag=True,
-              help="Plan pull requests: show what each would contain, and any open one that already holds it.")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report (versioned, stable keys).")
-@verbosity_options
-@_reports_errors
-def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, create_pr: bool, as_json: bool,
-         verbosity: int) -> None:
-    """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing.
-
-    Files the manifest's `exclude:` globs leave out are listed, and so are a recipe or log beside the manifest
-    that `files:` does not list.
-    """
-    from publish.commands.push import plan as plan_push
-
-    def run(emit: Any) -> Any:
-        return plan_push(_load(manifest), _hub(), branch, cache=_hash_cache(), prune=prune, card_only=card_only,
-                         create_pr=create_pr, report_cache=_report_cache(), emit=emit)
-
-    _run_with_console(run, verbosity, as_json, dry_run=True)
-
-
-@main.command()
-@manifest_option
-@click.option("--branch", "-b", metavar="NAME", help="The variant to publish.")
-@click.option("--all", "all_", is_flag=True, help="Publish every variant, one commit per branch.")
-@click.option("--dry-run", is_flag=True, help="Check, render and plan; upload nothing.")
-@click.option("--card-only", is_flag=True,
-              help="Publish only the README and shared files; the weights must already be on the Hub revision.")
-@click.option("--prune", is_flag=True, help="Delete remote files that are not in the variant's folder.")
-@click.option("--message", metavar="MSG", help="The commit title (default: 'Publish <branch> with hubpub').")
-@click.option("--tag", metavar="RELEASE", help="Also tag each variant's commit on the Hub as RELEASE-<branch>.")
-@click.option("--create-pr", is_flag=True,
-              help="Open a Hub pull request per changed variant instead of committing to its branch (no --tag).")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report (versioned, stable keys).")
-@verbosity_options
-@_reports_errors
-def push(
-    manifest: str, branch: str | None, all_: bool, dry_run: bool, card_only: bool, prune: bool,
-    message: str | None, tag: str | None, create_pr: bool, as_json: bool, verbosity: int,
-) -> None:
-    """Check, render and publish variants, each to its own branch in one atomic, verified commit.
-
-    The token comes from HF_TOKEN or `hf auth login` and is checked first (whoami): a missing, wrong or read-only
-    token fails before anything is hashed or created. HF_ENDPOINT selects a self-hosted Hub. Unchanged files are
-    skipped (local hashes are cached by path, size, mtime and inode), stale weight files are deleted in the same
-    commit, and a concurrent push to the branch is detected, never overwritten. A variant whose folder is missing
-    is an error; --card-only publishes the card of weights already on the Hub. A --tag that already names another
-    commit is refused before committing. Each step is reported as it happens.
-
-    With --create-pr each changed variant's commit opens a Hub pull request against its branch (refs/pr/N,
-    verified there) and the branch stays as it is; a re-run of the same push reports the open pull request instead
-    of opening another. Tag after merging. A Trusted Publisher's token (HF_OIDC_RESOURCE) is exchanged again when it
-    expires during the push.
-    """
-    from publish.commands.push import push as push_variants
-    from publish.errors import UsageError
-
-    if bool(branch) == all_:
-        raise UsageError("give exactly one of --branch NAME or --all")
-    if tag and create_pr:
-        raise UsageError("give at most one of --tag and --create-pr: a pull request is not on its branch until "
-                         "it is merged", hint="merge the pull requests on the Hub, then run `hubpub push --tag "
-                                              "RELEASE` (it commits nothing and tags each branch's head)")
-
-    def run(emit: Any) -> Any:
-        return push_variants(
-            _load(manifest), _hub(), branch, cache=_hash_cache(), dry_run=dry_run, card_only=card_only,
-            prune=prune, message=message, tag=tag, create_pr=create_pr, report_cache=_report_cache(), emit=emit,
-        )
-
-    _run_with_console(run, verbosity, as_json, dry_run=dry_run)
-
-
-def _run_with_console(run: Callable[[Any], Any], verbosity: int, as_json: bool, *, dry_run: bool) -> None:
-    """Run plan or push with events printed as they happen; with --json, print the report even on failure."""
-    from publish.cli.console import Console
-
-    console = Console(verbosity, as_json=as_json)
-    try:
-        result = run(console)
-    except HubpubError as error:
-        console.close()
-        if as_json:
-            click.echo(json.dumps(console.report(dry_run=dry_run, error=str(error)), indent=2))
-        raise
-    console.close()
-    if as_json:
-        click.echo(json.dumps(console.report(dry_run=dry_run), indent=2))
-    elif verbosity >= 0:
-        click.echo(f"hashed {result.hashed_bytes:,} bytes (the rest came from the hash cache)", err=True)
+    return ReportCache(beside(default_cache_location()))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -418,6 +271,9 @@ def eval_run(manifest: str, reference: Any, variant_options: evo.VariantOptions,
     if verbosity >= 0:
         click.echo(f"wrote {written}", err=True)
 
+
+main.add_command(plan)
+main.add_command(push)
 
 if __name__ == "__main__":
     main()

@@ -2,24 +2,27 @@
 
 Each variant's revision ends up holding exactly its own files: the checkpoint folder's files, the rendered README
 and the manifest's shared files (quantize.py, log.txt). Unchanged files are skipped by content identity, stale
-weight files are deleted in the same commit, and the commit is made only if the branch has not moved. Progress is
-reported through `emit` as it happens (see events.py): a failure in a later variant never hides an earlier one's
-landed commit.
+weight files are deleted in the same commit, and the commit is made only if the branch has not moved.
+
+Data walks one way. Each variant's folder is listed once, and the safety scan, the checks and the upload all read
+that listing; the repository's remote state is read once (hub/state.py). A file is hashed only when a decision
+needs its digest: a plan hashes the files the revision holds at the same path and size; a push needs every digest
+(to compare or to upload) and starts hashing in the background while the checks run. Each digest is recorded in
+the hash cache as soon as it is computed. Progress is reported through `emit` as it happens (see events.py): a
+failure in a later variant never hides an earlier one's landed commit.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from publish import __version__
 from publish.card.provenance import Provenance, read_provenance
 from publish.card.render import make_environment, render_card
 from publish.checkpoint.report import Report, agreed_facts, examine
-from publish.checkpoint.reportcache import ReportCache
+from publish.checkpoint.reportcache import ReportCache, beside
 from publish.errors import CheckpointError, ChecksFailed, HubError, TagConflict, TokenRenewalError, UsageError
 from publish.events import (
     Authenticated,
@@ -35,18 +38,39 @@ from publish.events import (
     Verified,
     ignore,
 )
-from publish.hub.client import Commit, Hub, PullRequest, RemoteState
+from publish.hub.client import Commit, Hub
 from publish.hub.hashcache import HashCache, Prefetch
-from publish.hub.localfiles import file_set, shared_files, unhashed, walk, with_digest
-from publish.hub.plan import LocalFile, Plan, make_plan, push_id
+from publish.hub.localfiles import file_set, kept, refuse_unsafe_files, shared_files, unhashed, with_digest
+from publish.hub.plan import LocalFile, Plan, make_plan, needs_digest, push_id
+from publish.hub.state import PullRequest, RemoteRepo, RemoteState
+from publish.hub.upload import Uploads
 from publish.hub.verify import verify
 from publish.manifest.kldartifact import resolve as resolve_kld
 from publish.manifest.model import Manifest
 from publish.manifest.sharedfiles import unlisted
 from publish.manifest.variant import Variant
+from publish.util.listing import Listing, list_folder
 
-# LFS uploads in flight at once, as huggingface_hub's own commit does a few at a time.
-UPLOAD_WORKERS = 4
+
+@dataclass(frozen=True)
+class PushSettings:
+    """How to push, as one value shared by `plan` and `push` (twine's Settings): the CLI builds it from its
+    options, a library caller writes it out."""
+
+    branch: str | None = None  # one variant's branch; None: every variant
+    dry_run: bool = False  # check, render and plan; create and upload nothing
+    prune: bool = False  # also delete remote files hubpub does not manage (stale weights are deleted anyway)
+    card_only: bool = False  # the weights are on the Hub, not here: push the README and the shared files only
+    message: str | None = None  # the commit title (default "Publish <branch> with hubpub <version>")
+    tag: str | None = None  # a release: each variant's resulting commit is tagged <tag>-<branch>
+    create_pr: bool = False  # a pull request per changed variant (refs/pr/N) instead of a commit to its branch
+    cache: Path | None = None  # the hash cache file (recorded check reports beside it); None: remember nothing
+
+    def hash_cache(self) -> HashCache:
+        return HashCache(self.cache)
+
+    def report_cache(self) -> ReportCache | None:
+        return ReportCache(beside(self.cache)) if self.cache is not None else None
 
 
 @dataclass(frozen=True)
@@ -61,110 +85,116 @@ class VariantPush:
 @dataclass(frozen=True)
 class PushResult:
     variants: tuple[VariantPush, ...]
-    hashed_bytes: int = 0
+    hashed_bytes: int = 0  # bytes read to hash them this run (0 when every digest came from the cache)
 
 
-@dataclass(frozen=True)
-class Options:
-    """How to push, beyond which variants: one value, so the per-variant step takes it whole."""
+def plan(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), *, emit: Emit = ignore) -> PushResult:
+    """Compare each selected variant with its Hub revision and report the plan; create and upload nothing.
 
-    dry_run: bool = False
-    prune: bool = False
-    card_only: bool = False
-    message: str | None = None
-    tag: str | None = None
-    create_pr: bool = False
+    Raises what `push` raises before its first write: exit code 2 for bad input, 1 for failed checks or a Hub
+    failure.
+    """
+    return push(manifest, hub, replace(settings, dry_run=True), emit=emit)
 
 
-def plan(
-    manifest: Manifest, hub: Hub, branch: str | None = None, *, cache: HashCache | None = None, prune: bool = False,
-    card_only: bool = False, create_pr: bool = False, report_cache: ReportCache | None = None, emit: Emit = ignore,
-) -> PushResult:
-    """Compare each selected variant with its remote revision; upload nothing. With `create_pr`, also say whether
-    an open pull request already holds the changes."""
-    return push(manifest, hub, branch, cache=cache, prune=prune, dry_run=True, card_only=card_only,
-                create_pr=create_pr, report_cache=report_cache, emit=emit)
-
-
-def push(
-    manifest: Manifest,
-    hub: Hub,
-    branch: str | None = None,
-    *,
-    cache: HashCache | None = None,
-    dry_run: bool = False,
-    prune: bool = False,
-    card_only: bool = False,
-    message: str | None = None,
-    tag: str | None = None,
-    create_pr: bool = False,
-    report_cache: ReportCache | None = None,
-    emit: Emit = ignore,
-) -> PushResult:
-    """Publish each selected variant to its own branch in one verified commit (or, with dry_run, only plan).
+def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), *, emit: Emit = ignore) -> PushResult:
+    """Publish each selected variant to its own branch in one verified commit (with `settings.dry_run`, only plan).
 
     Every selected variant's folder must exist. With `card_only`, no weights are sent: the weights already on each
     Hub revision are checked from their headers and left untouched; only the README and the small shared files
-    are pushed. `tag` names a release: each variant's resulting commit gets the Hub tag `<tag>-<branch>`. With
-    `create_pr`, each changed variant's commit opens a Hub pull request against its branch instead (refs/pr/N,
-    verified there), and a re-run finds the pull request its push id already opened instead of opening another.
+    are pushed. Events (checks passed, the plan, progress, retries through the Hub's own `emit`, commits) go to
+    `emit` as they happen.
+
+    Raises, with the CLI's exit code: AuthError (2) for a missing, refused or read-only token; CheckpointError,
+    UnsafeFileError, ManifestError (2) for a missing folder, a file that must not be uploaded or a bad shared file;
+    ChecksFailed, FactMismatch (1) when the weights fail the checks or contradict the manifest; TagConflict,
+    ConcurrentPushError, HubError (1) when the Hub refuses, fails, or the pushed revision does not verify;
+    TokenRenewalError (1), naming what landed, when a Trusted Publisher's token expired and could not be exchanged
+    again. Nothing is created or uploaded before the checks pass.
+
+    With `create_pr`, each changed variant's commit opens a Hub pull request against its branch instead (verified
+    on refs/pr/N; the branch stays as it is), and a re-run finds the pull request its push id already opened
+    instead of opening another. `tag` and `create_pr` together are a UsageError: tag after merging.
     """
-    if tag and create_pr:
+    if settings.tag and settings.create_pr:
         raise UsageError("--tag cannot be combined with --create-pr: a pull request's commit is on no branch yet",
                          hint="merge the pull requests on the Hub, then tag with `hubpub push --tag RELEASE` (it "
                               "commits nothing when the branch already holds the variant)")
-    cache = cache or HashCache(None)
-    options = Options(dry_run, prune, card_only, message, tag, create_pr)
-    variants = manifest.select(branch)
+    variants = manifest.select(settings.branch)
     for warning in unlisted(manifest.root, manifest.files, manifest.source.name):
         emit(Note(None, warning))
     manifest = resolve_kld(manifest)  # the card's KLD figures come from kld.json, when the manifest names one
-    hub.emit = emit
-    if not dry_run:
+    cache = settings.hash_cache()
+    if not settings.dry_run:
         emit(Authenticated(hub.require_write_token(), hub.endpoint))
-    if not card_only:
+    if not settings.card_only:
         _require_folders(manifest, variants)
-    # Walked once: unsafe files are refused before any request but the token check, and the same paths are hashed
-    # and uploaded.
-    walked = {v.branch: [] if card_only else walk(manifest.variant_path(v).resolve(), cache, manifest.excludes(v))
-              for v in variants}
-    # Hashing runs in the background from here on: during the checks, and later alongside the uploads, which take
-    # each file as soon as its digest is known.
+    # Listed once: the checks read the whole listing; the files `exclude:` keeps are refused if unsafe before any
+    # request but the token check, and are what is hashed and uploaded.
+    listings = {} if settings.card_only else {
+        v.branch: list_folder(manifest.variant_path(v).resolve()) for v in variants}
+    uploads = {v.branch: kept(listings[v.branch], manifest.excludes(v)) for v in variants if v.branch in listings}
+    for listing, _ in uploads.values():
+        refuse_unsafe_files(listing, cache)
     shared = shared_files(manifest, cache)
-    hashing = cache.prefetch([*(path for paths in walked.values() for path in paths), *shared.values()],
-                             progress=_hash_progress(emit))
+    hashing = cache.prefetch(progress=_hash_progress(emit))
+    if not settings.dry_run:  # a push needs every digest: hashing runs during the checks and the uploads
+        hashing.add([*(f.path for listing, _ in uploads.values() for f in listing.files), *shared.values()])
+    remote = RemoteRepo(hub, manifest.repo_id)
     try:
-        report = _checked(manifest, variants, hub, report_cache, card_only)
+        report = _checked(manifest, variants, hub, settings, listings, remote)
         emit(Checked(report.summary()))
         facts = agreed_facts(manifest, report.facts())
         env = make_environment(manifest.root / "templates")
         provenance = read_provenance(manifest.root)
-        results = []
+        steps = []
         for variant in variants:
             card = render_card(manifest, variant, env=env, facts=facts, provenance=provenance)
-            files = file_set(manifest, variant, card, walked[variant.branch], shared)
+            folder, left_out = uploads.get(variant.branch, (None, []))
+            files = file_set(manifest, variant, card, folder, left_out, shared)
             notes = files.notes
-            if card_only:
+            if settings.card_only:
                 notes = ("card-only: the weights on the Hub revision were checked and are left as they are", *notes)
             for note in notes:
                 emit(Note(variant.branch, note))
-            step = _VariantStep(manifest, variant, unhashed(files), hub, options, hashing, emit)
-            try:
-                results.append(step.run(provenance, report, notes))
-            except TokenRenewalError as error:  # say what landed before the token ran out
-                raise TokenRenewalError(f"{error.message}\n{_landed(results, variants, step)}",
-                                        hint=f"{error.hint}; then push again: what landed is skipped") from None
-        # A push has consumed every digest by now; a plan needs only those of files it had to compare.
-        if dry_run:
-            hashing.cancel()
-        else:
-            hashing.wait()
+            step = _VariantStep(manifest, variant, unhashed(files), notes, hub, remote, settings, hashing, emit)
+            step.plan()
+            steps.append(step)
+        results = _publish(steps, hub, hashing, emit, provenance, report) if not settings.dry_run else [
+            s.opened_before or VariantPush(s.variant.branch, s.planned, tag=s.tag, notes=s.notes) for s in steps]
+        hashing.wait()
     except BaseException:
         hashing.cancel()
         raise
     finally:
         cache.save()
     return PushResult(tuple(results), cache.hashed_bytes)
+
+
+def _publish(steps: list[_VariantStep], hub: Hub, hashing: Prefetch, emit: Emit, provenance: Provenance,
+             report: Report) -> list[VariantPush]:
+    """Every plan's uploads start at once; each variant then commits, verifies and tags in turn, as soon as its
+    own files are up."""
+    uploads = Uploads(hub, hashing, lambda file: digested(file, hashing), emit)
+    uploads.start([s.planned for s in steps if not s.planned.is_noop and s.opened_before is None])
+    results: list[VariantPush] = []
+    try:
+        for step in steps:
+            try:
+                results.append(step.publish(uploads, provenance, report))
+            except TokenRenewalError as error:  # say what landed before the token ran out
+                raise TokenRenewalError(f"{error.message}\n{_landed(results, steps, step)}",
+                                        hint=f"{error.hint}; then push again: what landed is skipped") from None
+        return results
+    finally:
+        uploads.stop()
+
+
+def digested(file: LocalFile, hashing: Prefetch) -> LocalFile:
+    """`file` with its digest, waiting for the background hashing if it is not done yet."""
+    if file.hashed or file.source is None:
+        return file
+    return with_digest(file, hashing.result(file.source))
 
 
 def _require_folders(manifest: Manifest, variants: Sequence[Variant]) -> None:
@@ -187,14 +217,16 @@ def _hash_progress(emit: Emit) -> Callable[[Path, int, int], None]:
     return report
 
 
-def _checked(
-    manifest: Manifest, variants: tuple[Variant, ...], hub: Hub, report_cache: ReportCache | None, card_only: bool
-) -> Report:
-    """Examine the variants (reusing reports of unchanged checkpoints; card-only: on their Hub revisions); any
-    error-level finding stops the push before anything is created or uploaded."""
-    report = examine(manifest, variants, hub=hub, cache=report_cache, reuse=True, remote=card_only)
+def _checked(manifest: Manifest, variants: tuple[Variant, ...], hub: Hub, settings: PushSettings,
+             listings: Mapping[str, Listing], remote: RemoteRepo) -> Report:
+    """Examine the variants (reusing reports of unchanged checkpoints; card-only: on their Hub revisions, read
+    through `remote`, which the plan then reuses); any error-level finding stops the push before anything is
+    created or uploaded."""
+    states = {v.branch: remote.state(v.branch) for v in variants} if settings.card_only else None
+    report = examine(manifest, variants, hub=hub, cache=settings.report_cache(), reuse=True,
+                     remote=settings.card_only, listings=listings, remote_states=states)
     for checked in report.variants:
-        if card_only and not checked.ok and checked.source == "missing":
+        if settings.card_only and not checked.ok and checked.source == "missing":
             raise HubError(
                 f"variant {checked.branch!r}: --card-only, but {manifest.repo_id}@{checked.branch} holds no "
                 "weights to describe", hint="push the weights first (without --card-only), from the machine "
@@ -210,117 +242,131 @@ def _checked(
 
 @dataclass
 class _VariantStep:
-    """One variant's push: plan against its revision, upload each file as soon as it is hashed, commit once,
-    verify, tag."""
+    """One variant's push: `plan` against its revision (creating repository and branch when pushing), then
+    `publish`: commit once when its uploads are done, verify, tag."""
 
     manifest: Manifest
     variant: Variant
     local: list[LocalFile]
+    notes: tuple[str, ...]
     hub: Hub
-    options: Options
+    remote: RemoteRepo
+    settings: PushSettings
     hashing: Prefetch
     emit: Emit
+    state: RemoteState = field(init=False)
+    planned: Plan = field(init=False)
+    tag: str | None = field(init=False)
+    opened_before: VariantPush | None = None  # --create-pr: an open pull request already holds these changes
     landed: Commit | None = None  # set as soon as the commit is made, before it is verified
 
     def digest(self, file: LocalFile) -> LocalFile:
-        """`file` with its digest, waiting for the background hashing if it is not done yet."""
-        if file.hashed or file.source is None:
-            return file
-        return with_digest(file, self.hashing.result(file.source))
+        return digested(file, self.hashing)
 
-    def run(self, provenance: Provenance, report: Report, notes: tuple[str, ...]) -> VariantPush:
-        repo_id, branch, options, hub = self.manifest.repo_id, self.variant.branch, self.options, self.hub
-        state = hub.remote_state(repo_id, branch)
-        tag = release_tag(options.tag, branch) if options.tag else None
-        if tag:
-            _refuse_moving_tag(repo_id, tag, state)  # before a branch is created for a release that cannot be
-        if not options.dry_run:
-            if not state.repo_exists:
-                hub.ensure_repo(repo_id, self.manifest.private)
-                state = hub.remote_state(repo_id, branch)
-            if not state.branch_exists:
-                # Start from the first commit (only .gitattributes): a new branch inherits no other variant's files.
-                head = hub.create_branch(repo_id, branch, state.start)
-                state = RemoteState(True, True, head, None, hub.files_at(repo_id, head), state.tags)
-        planned = make_plan(
-            repo_id, branch, self.local, state.files, parent_commit=state.head or state.start,
-            repo_exists=state.repo_exists, branch_exists=state.branch_exists, prune=options.prune,
-            card_only=options.card_only, digest=self.digest,
+    def plan(self) -> Plan:
+        repo_id, branch, settings = self.manifest.repo_id, self.variant.branch, self.settings
+        state = self.remote.state(branch)
+        self.tag = release_tag(settings.tag, branch) if settings.tag else None
+        if self.tag:
+            _refuse_moving_tag(repo_id, self.tag, state)  # before a branch is created for a release that cannot be
+        if settings.dry_run:
+            # A plan hashes only the files it must compare: those the revision holds at the same path and size.
+            self.hashing.add(f.source for f in needs_digest(self.local, state.files) if f.source is not None)
+        else:
+            state = self._prepare(state)
+        self.state = state
+        self.planned = make_plan(
+            repo_id, branch, self.local, state.files, parent_commit=state.parent, repo_exists=state.repo_exists,
+            branch_exists=state.branch_exists, prune=settings.prune, card_only=settings.card_only,
+            digest=self.digest,
         )
-        self.emit(Planned(planned))
-        if tag:
-            _refuse_moving_tag(repo_id, tag, state, planned)
-        if options.create_pr and not planned.is_noop:
-            existing = self._opened_before(planned)
-            if existing is not None:
-                return existing
-            if options.dry_run:
+        self.emit(Planned(self.planned))
+        if self.tag:
+            _refuse_moving_tag(repo_id, self.tag, state, self.planned)
+        if settings.create_pr and not self.planned.is_noop:
+            self.opened_before = self._opened_before()
+            if self.opened_before is None and settings.dry_run:
                 self.emit(Note(branch, f"push --create-pr opens a pull request against {branch} with these changes; "
                                        "the branch stays as it is until it is merged"))
-        if options.dry_run:
-            return VariantPush(branch, planned, tag=tag, notes=notes)
+        return self.planned
+
+    def _opened_before(self) -> VariantPush | None:
+        """The open pull request against the branch whose commit records this push's id (an earlier run of the
+        same push opened it), reported; None when there is none. Files are hashed for the id only when some pull
+        request is open against the branch."""
+        planned, hub = self.planned, self.hub
+        if not planned.branch_exists:
+            return None
+        candidates = [pr for pr in hub.pull_requests(planned.repo_id, planned.branch) if pr.push_id]
+        if not candidates:
+            return None
+        added = [c.local for c in planned.uploads if c.local is not None]
+        self.hashing.add(f.source for f in added if f.source is not None and not f.hashed)
+        wanted = push_id(planned, [self.digest(f) for f in added])
+        found: PullRequest | None = next((pr for pr in candidates if pr.push_id == wanted), None)
+        if found is None:
+            return None
+        self.emit(PullRequestOpened(planned.branch, found.num, found.url, found.revision, found.head, existing=True))
+        commit = Commit(found.head, f"{hub.endpoint}/{planned.repo_id}/commit/{found.head}", found)
+        return VariantPush(planned.branch, planned, commit, None,
+                           (*self.notes, f"pull request #{found.num} already holds these changes"))
+
+    def publish(self, uploads: Uploads, provenance: Provenance, report: Report) -> VariantPush:
+        repo_id, branch, hub, planned, tag, state = (
+            self.manifest.repo_id, self.variant.branch, self.hub, self.planned, self.tag, self.state)
         if planned.is_noop:
             self.emit(Unchanged(branch))
             if tag and state.head:
-                _tag(hub, repo_id, branch, tag, state.head, state, self.emit)
-            return VariantPush(branch, planned, None, tag, (*notes, "unchanged: nothing to commit"))
-        additions = self._upload(planned)
+                self._tag(tag, state.head, state)
+            return VariantPush(branch, planned, None, tag, (*self.notes, "unchanged: nothing to commit"))
+        earlier = self.opened_before.commit if self.opened_before is not None else None
+        if self.opened_before is not None and earlier is not None and earlier.pull_request is not None:
+            # Verified again: it must still hold exactly these changes.
+            verify(hub, planned, earlier.pull_request.revision, [self.digest(file) for file in self.local])
+            self.emit(Verified(branch, earlier.oid))
+            return self.opened_before
+        uploads.wait(planned)
         local = [self.digest(file) for file in self.local]
+        additions = [self.digest(c.local) for c in planned.uploads if c.local is not None]
         commit = hub.commit(
-            repo_id, branch, additions=additions, deletions=[c.path for c in planned.deletions],
-            parent=planned.parent_commit or "",
-            title=options.message or f"Publish {branch} with hubpub {__version__}",
+            repo_id, branch, additions=additions,
+            deletions=[c.path for c in planned.deletions], parent=planned.parent_commit or "",
+            title=self.settings.message or f"Publish {branch} with hubpub {__version__}",
             description=_description(planned, provenance, report.summary(), push_id(planned, additions)),
-            create_pr=options.create_pr,
+            create_pr=self.settings.create_pr,
         )
-        self.landed = commit
-        opened = commit.pull_request
-        if opened is not None:
+        self.landed, opened = commit, commit.pull_request
+        if opened is not None:  # the branch did not move
             self.emit(PullRequestOpened(branch, opened.num, opened.url, opened.revision, commit.oid))
         else:
+            self.remote.committed(branch, commit.oid)
             self.emit(Committed(branch, commit.oid, commit.url))
         verify(hub, planned, opened.revision if opened else commit.oid, local)
         self.emit(Verified(branch, commit.oid))
         if tag:
-            _tag(hub, repo_id, branch, tag, commit.oid, state, self.emit)
-        return VariantPush(branch, planned, commit, tag, notes)
+            self._tag(tag, commit.oid, state)
+        return VariantPush(branch, planned, commit, tag, self.notes)
 
-    def _opened_before(self, planned: Plan) -> VariantPush | None:
-        """When an open pull request against the branch records this push's id (an earlier run of the same push
-        opened it), report it, verified, instead of opening another. Files are hashed for the id only when some
-        pull request is open against the branch."""
-        repo_id, branch, hub = planned.repo_id, planned.branch, self.hub
-        candidates = [pr for pr in hub.pull_requests(repo_id, branch) if pr.push_id] if planned.branch_exists else []
-        if not candidates:
-            return None
-        wanted = push_id(planned, [self.digest(c.local) for c in planned.uploads if c.local is not None])
-        found: PullRequest | None = next((pr for pr in candidates if pr.push_id == wanted), None)
-        if found is None:
-            return None
-        self.emit(PullRequestOpened(branch, found.num, found.url, found.revision, found.head, existing=True))
-        commit = Commit(found.head, f"{hub.endpoint}/{repo_id}/commit/{found.head}", found)
-        if not self.options.dry_run:
-            verify(hub, planned, found.revision, [self.digest(file) for file in self.local])
-            self.emit(Verified(branch, found.head))
-        return VariantPush(branch, planned, commit, None, (f"pull request #{found.num} already holds these changes",))
+    def _prepare(self, state: RemoteState) -> RemoteState:
+        """Create the repository and the branch when they do not exist yet; the branch's state then."""
+        repo_id, branch = self.manifest.repo_id, self.variant.branch
+        if not state.repo_exists:
+            self.hub.ensure_repo(repo_id, self.manifest.private)
+            self.remote.created()
+            state = self.remote.state(branch)
+        if not state.branch_exists:
+            # Start from the first commit (only .gitattributes): a new branch inherits no other variant's files.
+            self.hub.create_branch(repo_id, branch, state.start)
+            self.remote.branched(branch, state.start)
+            state = self.remote.state(branch)
+        return state
 
-    def _upload(self, planned: Plan) -> list[LocalFile]:
-        """Upload each file's LFS content as soon as its digest is known (file N uploads while N+1 is hashed), a
-        few at a time, reporting each; the commit then sends pointers only. Returns the additions, hashed."""
-        pending = [c.local for c in planned.uploads if c.local is not None]
-        total, done, lock = sum(f.size for f in pending if f.source is not None), [0], threading.Lock()
-
-        def upload(file: LocalFile) -> LocalFile:
-            file = self.digest(file)
-            if file.source is not None:
-                self.hub.upload_objects(planned.repo_id, planned.branch, [file], create_pr=self.options.create_pr)
-                with lock:
-                    done[0] += file.size
-                    self.emit(Progress("uploading", planned.branch, file.path, done[0], total))
-            return file
-
-        with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS, thread_name_prefix="hubpub-upload") as pool:
-            return list(pool.map(upload, pending))
+    def _tag(self, tag: str, commit: str, state: RemoteState) -> None:
+        created = tag not in state.tags
+        if created:
+            self.hub.create_tag(self.manifest.repo_id, tag, commit, f"hubpub release {tag}")
+            self.remote.tagged(tag, commit)
+        self.emit(Tagged(self.variant.branch, tag, commit, created))
 
 
 def release_tag(tag: str, branch: str) -> str:
@@ -342,14 +388,7 @@ def _refuse_moving_tag(repo_id: str, tag: str, state: RemoteState, planned: Plan
     )
 
 
-def _tag(hub: Hub, repo_id: str, branch: str, tag: str, commit: str, state: RemoteState, emit: Emit) -> None:
-    created = tag not in state.tags
-    if created:
-        hub.create_tag(repo_id, tag, commit, f"hubpub release {tag}")
-    emit(Tagged(branch, tag, commit, created))
-
-
-def _landed(results: Sequence[VariantPush], variants: Sequence[Variant], failed: _VariantStep) -> str:
+def _landed(results: Sequence[VariantPush], steps: Sequence[_VariantStep], failed: _VariantStep) -> str:
     """What a push that stopped during `failed` left on the Hub, variant by variant."""
     lines = [f"  {done.branch}: {_where(done.commit, 'verified')}" for done in results]
     if failed.landed is not None:
@@ -357,7 +396,7 @@ def _landed(results: Sequence[VariantPush], variants: Sequence[Variant], failed:
     else:
         lines.append(f"  {failed.variant.branch}: no commit made (LFS objects uploaded so far stay on the Hub "
                      "unreferenced, and the next run does not upload them again)")
-    lines += [f"  {v.branch}: not started" for v in variants[len(results) + 1 :]]
+    lines += [f"  {s.variant.branch}: not committed" for s in steps[len(results) + 1 :]]
     return "what landed:\n" + "\n".join(lines)
 
 

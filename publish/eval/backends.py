@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import random
 import re
 import sys
 import time
@@ -28,6 +27,7 @@ import numpy.typing as npt
 
 from publish.errors import DumpError, EvalError
 from publish.eval.dumps import DumpInfo, WindowLogprobs, partial_done, write_partial
+from publish.events import Emit, ignore, retries_to
 from publish.util.modelconfig import text_setting
 
 # Called with (windows done, windows in all) when a dump starts and after each window.
@@ -39,7 +39,6 @@ WIKITEXT = "Salesforce/wikitext"
 WIKITEXT_CONFIGS = ("wikitext-2-raw-v1", "wikitext-2-v1", "wikitext-103-raw-v1", "wikitext-103-v1")
 # A tqdm bar's output: carriage-return redraws and an "n/total" counter with a rate.
 BAR_LINE = re.compile(r"\r|\d+/\d+ \[[^\]]*(it/s|s/it)")
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 # What loading a dataset, tokenizer or model raises for a wrong name, missing file or unsupported format.
 LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, ImportError, NotImplementedError)
 
@@ -201,12 +200,13 @@ class ServerBackend:
 
     The request matches vLLM's examples/quantize/compare_kl_api.py (max_tokens 1, temperature 0), plus
     `return_tokens_as_token_ids` so the generated position's top-K comes back as ids. Start vLLM with
-    `--max-logprobs K`. 5xx, 429 and dropped connections are retried with exponential backoff.
+    `--max-logprobs K`. Failed requests are retried by hubpub's one policy (publish/util/retry.py: 408, 429, 5xx
+    and dropped connections, Retry-After honoured), each retry announced to `emit` as a Retrying event.
     """
 
     def __init__(self, url: str, served_model: str, top_k: int, vocab_size: int, *, attempts: int = 6,
-                 timeout: float = 600.0, sleep: Callable[[float], None] = time.sleep) -> None:
-        import httpx2
+                 timeout: float = 600.0, sleep: Callable[[float], None] = time.sleep, emit: Emit = ignore) -> None:
+        from publish.util.retry import Retrier, RetryingClient, RetryPolicy
 
         base = url.rstrip("/")
         self.url = base if base.endswith("/completions") else (
@@ -215,8 +215,8 @@ class ServerBackend:
         self.top_k = min(top_k, vocab_size)
         self.vocab_size = vocab_size
         self.attempts = attempts
-        self.sleep = sleep
-        self._client = httpx2.Client(timeout=timeout)
+        retrier = Retrier(RetryPolicy(retries=attempts - 1), sleep=sleep, announce=retries_to(emit))
+        self._client = RetryingClient(timeout=timeout, retrier=retrier, what=f"ask {self.url} for log-probs")
 
     def close(self) -> None:
         self._client.close()
@@ -287,31 +287,24 @@ class ServerBackend:
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
         import httpx2
 
-        problem = ""
-        for attempt in range(self.attempts):
-            if attempt:
-                self.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)) * (1 + random.random() / 4))
-            try:
-                response = self._client.post(self.url, json=payload)
-            except httpx2.TransportError as error:
-                problem = f"{type(error).__name__}: {error}"
-                continue
-            if response.status_code in RETRY_STATUS:
-                problem = f"HTTP {response.status_code}: {response.text[:200]}"
-                retry_after = response.headers.get("retry-after", "")
-                if retry_after.isdigit() and attempt + 1 < self.attempts:
-                    self.sleep(min(60.0, float(retry_after)))
-                continue
-            if response.status_code != 200:
-                raise EvalError(f"the server refused the request: HTTP {response.status_code}: {response.text[:300]}",
-                                file=self.url, hint=f"check --served-model and start vLLM with --max-logprobs "
-                                                    f"{self.top_k}")
-            try:
-                return dict(response.json()["choices"][0])
-            except (ValueError, KeyError, IndexError, TypeError):
-                raise EvalError("the server's answer is not a completions response", file=self.url) from None
-        raise EvalError(f"the server kept failing after {self.attempts} attempts ({problem})", file=self.url,
-                        hint="check that the server is up; rerun the same command to resume")
+        from publish.util.retry import RetriesExhausted
+
+        try:
+            response = self._client.post(self.url, json=payload)
+        except (RetriesExhausted, httpx2.TransportError) as error:
+            last = getattr(error, "response", None)
+            problem = f"HTTP {last.status_code}: {last.text[:200]}" if last is not None else \
+                f"{type(error.__cause__ or error).__name__}: {error}"
+            raise EvalError(f"the server kept failing after {self.attempts} attempts ({problem})", file=self.url,
+                            hint="check that the server is up; rerun the same command to resume") from None
+        if response.status_code != 200:
+            raise EvalError(f"the server refused the request: HTTP {response.status_code}: {response.text[:300]}",
+                            file=self.url, hint=f"check --served-model and start vLLM with --max-logprobs "
+                                                f"{self.top_k}")
+        try:
+            return dict(response.json()["choices"][0])
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise EvalError("the server's answer is not a completions response", file=self.url) from None
 
 
 # --- running all windows -----------------------------------------------------------------------------------------

@@ -1,53 +1,37 @@
 """All traffic with the Hub, through huggingface_hub's HfApi (the shell: I/O and nothing clever).
 
-Like twine's repository.py, this is the one place that talks HTTP. It reads the remote state a plan is made
-against, makes sure the repository and branch exist, commits, and verifies the result. Transient failures (5xx,
-429 with Retry-After, dropped connections) are retried with backoff; every message is scrubbed of tokens.
+Like twine's repository.py, this is the one place that talks to the Hub. Each method does one thing a push needs
+(read the refs, list a revision's files, create a branch, upload objects, commit) inside a retry scope: every
+request huggingface_hub sends for it follows the one retry policy (publish/util/retry.py), with its waits announced
+through `emit`, and every failure becomes one HubError paragraph (failures.py) that never carries the token.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from publish.errors import AuthError, ConcurrentPushError, HubError, scrub
-from publish.events import Emit, Retrying, TokenRenewed, ignore
+from publish.errors import AuthError, ConcurrentPushError, HubError
+from publish.events import Emit, TokenRenewed, ignore, retries_to
 from publish.hub.auth import TrustedPublisher, keep_huggingface_hub_from_exchanging
-from publish.hub.plan import LocalFile, RemoteFile
+from publish.hub.failures import hub_errors, retryable, status_of
+from publish.hub.plan import LocalFile, RemoteFile, push_id_in
+from publish.hub.state import PullRequest, RemoteRepo, RemoteState
+from publish.util.retry import Retrier, RetryingClient, RetryPolicy, always
+
+if TYPE_CHECKING:
+    import httpx2
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.utils import SafetensorsFileMetadata
+
+    from publish.hub.state import Refs
 
 T = TypeVar("T")
-RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True)
-class RemoteState:
-    """What a branch holds now, or, for a branch that does not exist yet, what it would start from."""
-
-    repo_exists: bool
-    branch_exists: bool
-    head: str | None  # the branch head; None if the branch does not exist
-    start: str | None  # the commit a new branch starts from: the repository's first commit
-    files: tuple[RemoteFile, ...]
-    tags: Mapping[str, str] = field(default_factory=dict)  # tag -> the commit it names
-
-
-@dataclass(frozen=True)
-class PullRequest:
-    """A Hub pull request against a branch; its commits live on `revision` (refs/pr/N)."""
-
-    num: int
-    url: str
-    revision: str
-    head: str = ""  # the newest commit on refs/pr/N, when known
-    push_id: str | None = None  # what its newest commit's description records
 
 
 @dataclass(frozen=True)
@@ -58,36 +42,40 @@ class Commit:
 
 
 class Hub:
-    """A Hub endpoint and a token. The token is kept private: it never appears in a message."""
+    """A Hub endpoint and a token. The token is kept private: it never appears in a message.
+
+    `policy`, `sleep` and `clock` set how failed requests are retried (tests inject the last two); each retry is
+    announced to `emit` as a `Retrying` event. With a Trusted Publisher (`publisher`) the token is not fixed: it is
+    exchanged on the first request, and again before a request it would not outlive (said to `emit`).
+    """
 
     def __init__(
         self,
         endpoint: str | None = None,
         token: str | None = None,
         *,
-        retries: int = 5,
-        backoff: float = 1.0,
+        policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         emit: Emit = ignore,
         publisher: TrustedPublisher | None = None,
     ) -> None:
         from huggingface_hub import HfApi
 
+        use_retrying_session()
         self.endpoint = (endpoint or "https://huggingface.co").rstrip("/")
-        self.publisher = publisher  # the token's source when it is a Trusted Publisher's: it is renewed, not fixed
+        self.publisher = publisher
         if publisher is not None:
             keep_huggingface_hub_from_exchanging()
         self._token = token or (publisher.token if publisher else None)
+        self._emit = emit
         self._api = HfApi(endpoint=self.endpoint, token=self._token or False)
-        self._retries = retries
-        self._backoff = backoff
-        self._sleep = sleep
-        self.emit = emit  # retries are reported through it as they happen
-        self._operations: dict[tuple[str, str, str], Any] = {}
+        self._retrier = Retrier(policy or RetryPolicy(), sleep=sleep, clock=clock, announce=retries_to(emit))
+        self._operations: dict[tuple[str, str, str], CommitOperationAdd] = {}
         self._lock = threading.Lock()  # uploads run in a few threads
 
     @classmethod
-    def from_environment(cls) -> Hub:
+    def from_environment(cls, *, emit: Emit = ignore) -> Hub:
         """HF_ENDPOINT (self-hosted hubs) and the token: a Trusted Publisher's when HF_OIDC_RESOURCE is set (as
         huggingface_hub's get_token() decides), else HF_TOKEN or huggingface_hub's stored login."""
         from huggingface_hub import get_token
@@ -95,12 +83,8 @@ class Hub:
         endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
         publisher = TrustedPublisher.from_environment(endpoint)
         if publisher is None:
-            return cls(endpoint=endpoint, token=get_token())
-        return cls(endpoint=endpoint, publisher=publisher)  # the first request exchanges GitHub's ID token
-
-    @property
-    def has_token(self) -> bool:
-        return bool(self._token)
+            return cls(endpoint=endpoint, token=get_token(), emit=emit)
+        return cls(endpoint=endpoint, publisher=publisher, emit=emit)  # the first request exchanges GitHub's token
 
     def require_token(self) -> None:
         if not self._token and self.publisher is None:  # a Trusted Publisher exchanges on the first request
@@ -126,23 +110,29 @@ class Hub:
 
     # -- reading --------------------------------------------------------------------------------------------
 
-    def remote_state(self, repo_id: str, branch: str) -> RemoteState:
+    def refs(self, repo_id: str) -> Refs | None:
+        """The repository's branches and tags; None when it does not exist."""
         from huggingface_hub.errors import RepositoryNotFoundError
+
+        from publish.hub.state import Refs
 
         try:
             refs = self._call(lambda: self._api.list_repo_refs(repo_id), f"read the branches of {repo_id}")
         except HubError as error:
             if isinstance(error.__cause__, RepositoryNotFoundError):
-                return RemoteState(False, False, None, None, ())
+                return None
             raise
-        heads = {b.name: b.target_commit for b in refs.branches}
-        tags = {t.name: t.target_commit for t in refs.tags}
-        if branch in heads:
-            head = heads[branch]
-            return RemoteState(True, True, head, None, self.files_at(repo_id, head), tags)
-        start = self.first_commit(repo_id, "main" if "main" in heads else next(iter(heads), "main"))
-        files = self.files_at(repo_id, start) if start else ()
-        return RemoteState(True, False, None, start, files, tags)
+        return Refs({b.name: b.target_commit for b in refs.branches}, {t.name: t.target_commit for t in refs.tags})
+
+    def remote_state(self, repo_id: str, branch: str) -> RemoteState:
+        """What `branch` holds now (or would start from); a push reads it through one RemoteRepo instead."""
+        return RemoteRepo(self, repo_id).state(branch)
+
+    def history(self, repo_id: str, revision: str) -> tuple[str, ...]:
+        """The commits of `revision`, newest first."""
+        commits = self._call(lambda: self._api.list_repo_commits(repo_id, revision=revision),
+                             f"read the history of {repo_id}@{revision}")
+        return tuple(c.commit_id for c in commits)
 
     def files_at(self, repo_id: str, revision: str) -> tuple[RemoteFile, ...]:
         from huggingface_hub.hf_api import RepoFile
@@ -157,32 +147,13 @@ class Hub:
             if isinstance(e, RepoFile)
         )
 
-    def first_commit(self, repo_id: str, branch: str) -> str | None:
-        """The repository's first commit ("initial commit": only .gitattributes), where new branches start."""
-        commits = self._call(
-            lambda: self._api.list_repo_commits(repo_id, revision=branch), f"read the history of {repo_id}"
-        )
-        return commits[-1].commit_id if commits else None
-
-    def head(self, repo_id: str, branch: str) -> str | None:
-        refs = self._call(lambda: self._api.list_repo_refs(repo_id), f"read the branches of {repo_id}")
-        return next((b.target_commit for b in refs.branches if b.name == branch), None)
-
     def commit_message(self, repo_id: str, revision: str) -> str:
         commits = self._call(
             lambda: self._api.list_repo_commits(repo_id, revision=revision), f"read the history of {repo_id}"
         )
         return f"{commits[0].title}\n\n{commits[0].message}" if commits else ""
 
-    def safetensors_headers(self, repo_id: str, revision: str) -> dict[str, Any]:
-        """Per remote safetensors file, huggingface_hub's `SafetensorsFileMetadata` (headers only, Range requests)."""
-        meta = self._call(
-            lambda: self._api.get_safetensors_metadata(repo_id, revision=revision),
-            f"read the safetensors headers of {repo_id}@{revision}",
-        )
-        return dict(meta.files_metadata)
-
-    def file_header(self, repo_id: str, filename: str, revision: str) -> Any:
+    def file_header(self, repo_id: str, filename: str, revision: str) -> SafetensorsFileMetadata:
         """One remote safetensors file's header (huggingface_hub reads it with Range requests)."""
         return self._call(
             lambda: self._api.parse_safetensors_file_metadata(repo_id, filename, revision=revision),
@@ -208,16 +179,12 @@ class Hub:
             f"create {repo_id}",
         )
 
-    def create_branch(self, repo_id: str, branch: str, start: str | None) -> str:
-        """Create `branch` at `start` (the first commit, so it inherits no other variant's files); its head."""
+    def create_branch(self, repo_id: str, branch: str, start: str | None) -> None:
+        """Create `branch` at `start` (the first commit, so it inherits no other variant's files)."""
         self._call(
             lambda: self._api.create_branch(repo_id, branch=branch, revision=start, exist_ok=True),
             f"create branch {branch} of {repo_id}",
         )
-        head = self.head(repo_id, branch)
-        if head is None:
-            raise HubError(f"branch {branch!r} of {repo_id} was created but cannot be found")
-        return head
 
     def create_tag(self, repo_id: str, tag: str, revision: str, message: str) -> None:
         """Create `tag` on `revision`; the Hub refuses a tag that exists (the caller checked before committing)."""
@@ -226,14 +193,13 @@ class Hub:
             f"tag {repo_id}@{revision[:12]} as {tag}",
         )
 
-    def upload_objects(
-        self, repo_id: str, revision: str, files: Sequence[LocalFile], *, create_pr: bool = False
-    ) -> None:
-        """Upload the LFS content of `files` ahead of the commit (the commit then sends only pointers); objects
-        already on the server are skipped. Nothing becomes visible on any branch until the commit."""
+    def upload_objects(self, repo_id: str, revision: str, files: Sequence[LocalFile]) -> None:
+        """Upload the LFS content of `files` ahead of the commit (the commit then sends only pointers): one
+        preupload and one LFS batch request for them all, then each object not on the server yet, all at once.
+        Nothing becomes visible on any branch until the commit."""
         operations = [self._operation(revision, file) for file in files]
         self._call(
-            lambda: self._api.preupload_lfs_files(repo_id, operations, revision=revision, create_pr=create_pr),
+            lambda: self._api.preupload_lfs_files(repo_id, operations, revision=revision, num_threads=len(files)),
             f"upload {', '.join(f.path for f in files)} to {repo_id}@{revision}",
         )
 
@@ -250,34 +216,43 @@ class Hub:
         create_pr: bool = False,
     ) -> Commit:
         """One commit holding every addition and deletion, made only if `branch` is still at `parent`; with
-        `create_pr`, made on top of `parent` as a new pull request against `branch`, which stays where it is."""
+        `create_pr`, made on top of `parent` as a new pull request against `branch`, which stays where it is.
+
+        The commit request itself is never sent twice blindly: after a failure the branch (or its open pull
+        requests) is read first, and a commit that landed (its answer was lost) is recognised by the push id ending
+        `description`.
+        """
         from huggingface_hub import CommitOperationDelete
 
-        operations: list[Any] = [self._operation(branch, file, taken=True) for file in additions]
+        operations: list[CommitOperationAdd | CommitOperationDelete] = [
+            self._operation(branch, file, taken=True) for file in additions]
         operations += [CommitOperationDelete(path_in_repo=path) for path in deletions]
-        for attempt in range(self._retries + 1):
+        what = f"open a pull request against {repo_id}@{branch}" if create_pr else f"commit to {repo_id}@{branch}"
+        policy = self._retrier.policy
+        for attempt in range(policy.retries + 1):
             try:
-                info = self._translate(
+                info = self._call(
                     lambda: self._api.create_commit(
                         repo_id, operations, commit_message=title, commit_description=description,
                         revision=branch, parent_commit=parent, create_pr=create_pr,
                     ),
-                    f"open a pull request against {repo_id}@{branch}" if create_pr else f"commit to {repo_id}@{branch}",
+                    what, replay=_not_a_commit,
                 )
             except HubError as error:
-                status = _status(error.__cause__)
-                if status == 412:
+                cause = error.__cause__
+                if status_of(cause) == 412:
                     raise ConcurrentPushError(
                         f"branch {branch!r} of {repo_id} moved while pushing (expected head {parent[:12]}); "
                         "nothing was overwritten",
                         hint="someone else pushed; run `hubpub plan` to see the new state, then push again",
                     ) from None
-                if not _transient(error.__cause__) or attempt == self._retries:
+                if not retryable(cause, policy.statuses) or attempt == policy.retries:
                     raise
                 landed = self._landed(repo_id, branch, parent, description, create_pr)
                 if landed is not None:  # the commit went through; only its answer was lost
                     return landed
-                self._retry(error, attempt, f"commit to {repo_id}@{branch}")
+                self._retrier.pause(what, attempt + 1, _host(self.endpoint), _reason(cause, self.endpoint),
+                                    getattr(cause, "response", None))
                 continue
             opened = None
             if info.pr_url and info.pr_num is not None and info.pr_revision:
@@ -320,7 +295,8 @@ class Hub:
         if create_pr:
             opened = self.find_pull_request(repo_id, branch, push_id) if push_id else None
             return Commit(opened.head, f"{self.endpoint}/{repo_id}/commit/{opened.head}", opened) if opened else None
-        head = self.head(repo_id, branch)
+        refs = self.refs(repo_id)
+        head = refs.heads.get(branch) if refs is not None else None
         if head is None or head == parent:
             return None
         if description.splitlines()[-1] in self.commit_message(repo_id, head):
@@ -332,7 +308,7 @@ class Hub:
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
-    def _operation(self, branch: str, file: LocalFile, *, taken: bool = False) -> Any:
+    def _operation(self, branch: str, file: LocalFile, *, taken: bool = False) -> CommitOperationAdd:
         """One CommitOperationAdd per branch, file and content: an object uploaded ahead is marked so by
         huggingface_hub, and the commit then sends its pointer only. A commit takes its operations (huggingface_hub
         refuses to commit one twice)."""
@@ -345,37 +321,23 @@ class Hub:
                     self._operations[key] = op
         return op
 
-    def _call(self, request: Callable[[], T], what: str) -> T:
-        """Run a request, retrying transient failures with backoff (Retry-After honoured)."""
-        for attempt in range(self._retries + 1):
-            try:
-                return self._translate(request, what)
-            except HubError as error:
-                if not _transient(error.__cause__) or attempt == self._retries:
-                    raise
-                self._retry(error, attempt, what)
-        raise AssertionError("unreachable")
+    def _call(self, request: Callable[[], T], what: str,
+              replay: Callable[[httpx2.Request], bool] = always) -> T:
+        """Run one HfApi call: its requests follow the retry policy, and its failure reads as a HubError.
 
-    def _retry(self, error: HubError, attempt: int, what: str) -> None:
-        wait = _wait(error.__cause__, attempt, self._backoff)
-        self.emit(Retrying(what, _reason(error.__cause__, self.endpoint), wait, attempt + 1, self._retries))
-        self._sleep(wait)
-
-    def _translate(self, request: Callable[[], T], what: str) -> T:
-        """One request, with a Trusted Publisher's token renewed first when it is about to expire, and once more
-        (then the request repeated) when the Hub refused it as expired: a 401 means nothing was done."""
+        A Trusted Publisher's token is renewed first when it is about to expire, and once more (then the call
+        repeated) when the Hub refused it: a 401 means nothing was done."""
         self._renew(what)
         used = self._token
         try:
-            with self._errors(what):
+            with self._retrier.scope(what, replay), hub_errors(what, self.endpoint, self._token):
                 return request()
         except AuthError as error:
-            if self.publisher is None or _status(error.__cause__) != 401:
+            if self.publisher is None or status_of(error.__cause__) != 401:
                 raise
             self._renew(what, refused=used)
-        with self._errors(what):
+        with self._retrier.scope(what, replay), hub_errors(what, self.endpoint, self._token):
             return request()
-        raise AssertionError("unreachable")  # pragma: no cover - _errors always raises or returns
 
     def _renew(self, what: str, *, refused: str | None = None) -> None:
         """A Trusted Publisher's new token, when the current one is about to expire or was refused; said in one
@@ -385,53 +347,34 @@ class Hub:
             return
         self._token = self._api.token = renewed.token
         if renewed.why:
-            self.emit(TokenRenewed(what, renewed.why))
-
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """Every failure huggingface_hub can raise, as one paragraph: what was being done, the status, the Hub's
-        own message, and what to do."""
-        import httpx2
-        from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
-
-        try:
-            yield
-        except RepositoryNotFoundError as error:
-            status = _status(error)
-            cls = AuthError if status in (401, 403) and self._token else HubError
-            raise cls(
-                f"cannot {what}: repository not found or not accessible ({status})",
-                hint="check the repo id, and that your token may read and write it",
-            ) from error
-        except HfHubHTTPError as error:
-            status = _status(error)
-            said = _hub_message(error)
-            answered = "the Hub refused the token (401)" if status == 401 else f"the Hub answered {status}"
-            text = f"cannot {what}: {answered}" + (f": {said}" if said else "")
-            if status in (401, 403):
-                raise AuthError(text, hint="use a token with write access to this repository (HF_TOKEN)") from error
-            raise HubError(scrub(text, self._token), hint=_hint_for(status, self.endpoint)) from error
-        except httpx2.TransportError as error:
-            raise HubError(f"cannot {what}: no answer from {self.endpoint} ({type(error).__name__}: "
-                           f"{scrub(str(error), self._token) or 'connection failed'})",
-                           hint=f"is {self.endpoint} reachable? set HF_ENDPOINT to a Hub, or unset it") from error
-        except (json.JSONDecodeError, KeyError, TypeError) as error:  # an answer that is not what a Hub sends
-            raise HubError(f"cannot {what}: {self.endpoint} answered with something that is not the Hub's JSON "
-                           f"({type(error).__name__})",
-                           hint="HF_ENDPOINT must point at a Hugging Face Hub (or a server speaking its API)"
-                           ) from error
-        except OSError as error:
-            raise HubError(f"cannot {what}: {type(error).__name__}: {scrub(str(error), self._token)}",
-                           hint=f"is {self.endpoint} reachable?") from error
+            self._emit(TokenRenewed(what, renewed.why))
 
 
-def push_id_in(message: str) -> str | None:
-    """The push id a hubpub commit description records (`hubpub-push-id: ...`), if any."""
-    match = re.search(r"^hubpub-push-id: (\S+)$", message, re.MULTILINE)
-    return match[1] if match else None
+_SESSION_LOCK = threading.Lock()
+_session_installed = False
 
 
-def _new_operation(file: LocalFile) -> Any:
+def use_retrying_session() -> None:
+    """Make huggingface_hub send its requests through a RetryingClient (once per process), configured as its own
+    default client is, so that retries happen in one place and follow one policy."""
+    global _session_installed
+    with _SESSION_LOCK:
+        if _session_installed:
+            return
+        from huggingface_hub import set_client_factory
+        from huggingface_hub.utils._http import hf_request_event_hook
+
+        set_client_factory(lambda: RetryingClient(event_hooks={"request": [hf_request_event_hook]},
+                                                  follow_redirects=True, timeout=None))
+        _session_installed = True
+
+
+def _not_a_commit(request: httpx2.Request) -> bool:
+    """Every request but the commit itself may be sent again; Hub.commit decides about the commit."""
+    return not (request.method == "POST" and "/commit/" in request.url.path)
+
+
+def _new_operation(file: LocalFile) -> CommitOperationAdd:
     from huggingface_hub import CommitOperationAdd
 
     op = CommitOperationAdd(path_in_repo=file.path, path_or_fileobj=file.content or str(file.source))
@@ -446,46 +389,14 @@ def _sha256(file: LocalFile) -> str:
     return file.sha256
 
 
-def _hub_message(error: BaseException) -> str:
-    """The Hub's own words (X-Error-Message or the JSON body's "error"), one line, without a token."""
-    said = getattr(error, "server_message", None) or ""
-    return scrub(" ".join(str(said).split()))[:300]
+def _host(endpoint: str) -> str:
+    from urllib.parse import urlsplit
 
-
-def _hint_for(status: int | None, endpoint: str) -> str:
-    if status == 404:
-        return f"the repository, revision or API route does not exist on {endpoint}; check the repo id and " \
-               "HF_ENDPOINT"
-    if status == 409:
-        return "it exists already; run `hubpub plan` to see the Hub's state"
-    if status == 429:
-        return "rate-limited by the Hub: wait a few minutes, then push again"
-    if status is not None and status >= 500:
-        return "the Hub is failing; nothing was overwritten: push again later (unchanged files are skipped)"
-    return "run `hubpub plan` to see the Hub's state, then push again"
+    return urlsplit(endpoint).hostname or endpoint
 
 
 def _reason(error: BaseException | None, endpoint: str) -> str:
-    status = _status(error)
+    status = status_of(error)
     if status is not None:
-        return f"{status} from {endpoint}"
-    return f"{type(error).__name__} talking to {endpoint}"
-
-
-def _status(error: BaseException | None) -> int | None:
-    response = getattr(error, "response", None)
-    return getattr(response, "status_code", None)
-
-
-def _transient(error: BaseException | None) -> bool:
-    import httpx2
-
-    return _status(error) in RETRY_STATUS or isinstance(error, httpx2.TransportError)
-
-
-def _wait(error: BaseException | None, attempt: int, backoff: float) -> float:
-    response = getattr(error, "response", None)
-    retry_after = response.headers.get("Retry-After") if response is not None else None
-    if retry_after and retry_after.isdigit():
-        return min(float(retry_after), 60.0)
-    return min(backoff * 2**attempt, 30.0)
+        return f"{status} from {_host(endpoint)}"
+    return f"{type(error).__name__} talking to {_host(endpoint)}"

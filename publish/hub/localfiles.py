@@ -1,16 +1,16 @@
 """The local side of a push: every file a variant's revision must hold, each checked safe to upload.
 
-The variant's folder is walked once (tooling folders and the manifest's `exclude:` globs skipped, unread); a
-symlink out of the folder, a file named like a credential, or any non-weight file holding something that looks like
-a Hub token is refused before any request but the token check, naming the token's line (or byte offset). The
-manifest's shared files (quantize.py, log.txt) and the rendered card complete the set. `unsafe_files` lists, without
-raising, every file a push would refuse, for `hubpub check`.
+The variant's folder is listed once (publish/util/listing.py, tooling folders skipped) and the manifest's
+`exclude:` globs select from that listing, reading nothing. Of what is kept, a symlink out of the folder, a file
+named like a credential, or any non-weight file holding something that looks like a Hub token is refused before any
+request but the token check, naming the token's line (or byte offset). The manifest's shared files (quantize.py,
+log.txt) and the rendered card complete the set. `unsafe_files` lists, without raising, every file a push would
+refuse, for `hubpub check`.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -23,6 +23,7 @@ from publish.manifest.kldartifact import KLD_ARTIFACT, artifact_path
 from publish.manifest.model import Manifest
 from publish.manifest.sharedfiles import collision, excluded
 from publish.manifest.variant import Variant
+from publish.util.listing import Listing, list_folder
 
 # Never uploaded: they look like credentials. Matched against each file's name.
 SECRET_PATTERNS = (
@@ -30,8 +31,6 @@ SECRET_PATTERNS = (
     ".netrc", ".git-credentials", ".npmrc", ".pypirc", "token", "*.token", "hf_token*", ".hf_token",
     "credentials", "credentials.json", "secrets.*",
 )
-# Folders inside a checkpoint that are tooling state, not part of the model.
-SKIP_DIRS = frozenset({".git", ".cache", ".hubpub", "__pycache__", ".ipynb_checkpoints", ".huggingface"})
 SCAN_CHUNK = 4 * 1024 * 1024
 # A token split across two chunks is still found: each chunk is searched together with this much of the last one.
 SCAN_OVERLAP = 256
@@ -62,39 +61,34 @@ class FileSet:
     notes: tuple[str, ...]
 
 
-def listing(folder: Path, exclude: Sequence[str] = ()) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The folder's files, tooling folders skipped, and the (path in the folder, glob) of those `exclude` leaves
-    out; names only, nothing is read."""
-    found, left_out = [], []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-        for name in sorted(names):
-            path = Path(root) / name
-            pattern = excluded(path.relative_to(folder).as_posix(), exclude) if exclude else None
-            if pattern is None:
-                found.append(path)
-            else:
-                left_out.append((path.relative_to(folder).as_posix(), pattern))
-    return found, left_out
+def kept(listing: Listing, exclude: Sequence[str] = ()) -> tuple[Listing, list[tuple[str, str]]]:
+    """The listed files the `exclude:` globs keep, and the (path in the folder, glob) of those they leave out."""
+    keep, left_out = [], []
+    for file in listing.files:
+        pattern = excluded(file.rel, exclude) if exclude else None
+        if pattern is None:
+            keep.append(file)
+        else:
+            left_out.append((file.rel, pattern))
+    return Listing(listing.folder, tuple(keep)), left_out
 
 
-def walk(folder: Path, cache: HashCache | None = None, exclude: Sequence[str] = ()) -> list[Path]:
-    """The folder's files but the excluded ones, refusing anything unsafe (`cache` remembers clean scans)."""
-    found, _ = listing(folder, exclude)
-    for path in found:
-        refuse_unsafe(path, folder, cache)
-    return found
+def refuse_unsafe_files(listing: Listing, cache: HashCache | None = None) -> None:
+    """Refuse the first unsafe file of a listing (`cache` remembers the files scanned clean)."""
+    for file in listing.files:
+        refuse_unsafe(file.path, listing.folder, cache)
 
 
 def unsafe_files(
     folder: Path, cache: HashCache | None = None, exclude: Sequence[str] = ()
 ) -> list[tuple[Path, UnsafeFileError]]:
-    """Every file of the folder (but the excluded ones) that `walk` would refuse, with the reason, in path order."""
+    """Every file of the folder (but the excluded ones) that a push would refuse, with the reason, in path order."""
     found = []
-    for path in sorted(listing(folder, exclude)[0]):
-        problem = unsafe(path, folder, cache)
+    listing = kept(list_folder(folder), exclude)[0]
+    for file in listing.files:
+        problem = unsafe(file.path, listing.folder, cache)
         if problem is not None:
-            found.append((path, problem))
+            found.append((file.path, problem))
     return found
 
 
@@ -184,19 +178,17 @@ def shared_files(manifest: Manifest, cache: HashCache | None = None) -> dict[str
 
 
 def file_set(
-    manifest: Manifest, variant: Variant, card: str, walked: Sequence[Path], shared: Mapping[str, Path]
+    manifest: Manifest, variant: Variant, card: str, listing: Listing | None, left_out: Sequence[tuple[str, str]],
+    shared: Mapping[str, Path],
 ) -> FileSet:
-    """The revision's files: the `walked` folder's (none when the weights are not here), the manifest's `shared`
-    files (from `shared_files`) and the card, which replaces the folder's README.md (noted). The files the
-    `exclude:` globs leave out are noted; a shared file on a folder file's path is a ManifestError naming both."""
+    """The revision's files: the `listing` of the folder's files `exclude:` keeps (None when the weights are not
+    here), the manifest's `shared` files (from `shared_files`) and the card, which replaces the folder's README.md
+    (noted). The files `left_out` by the globs are noted; a shared file on a folder file's path is a ManifestError
+    naming both."""
     folder = manifest.variant_path(variant).resolve()
-    notes: list[str] = []
+    notes = [f"{folder / rel} is left out by `exclude: {pattern}`" for rel, pattern in left_out]
     files: dict[str, Path] = {}
-    if walked and manifest.excludes(variant):
-        notes += [f"{folder / rel} is left out by `exclude: {pattern}`"
-                  for rel, pattern in listing(folder, manifest.excludes(variant))[1]]
-    for path in walked:
-        rel = path.relative_to(folder).as_posix()
+    for rel, path in ((f.rel, f.path) for f in (listing.files if listing is not None else ())):
         if rel == "README.md":
             notes.append(f"{folder / rel} is replaced by the rendered card")
         elif rel in shared:

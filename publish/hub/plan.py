@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,13 @@ def same_content(local: LocalFile, remote: RemoteFile) -> bool:
     return local.git_oid is not None and local.git_oid == remote.blob_id
 
 
+def needs_digest(local: Iterable[LocalFile], remote: Iterable[RemoteFile]) -> list[LocalFile]:
+    """The files a plan must hash to decide: those not hashed yet that the revision holds at the same path and
+    size (any other file is an add or an update whatever its content)."""
+    sizes = {r.path: r.size for r in remote}
+    return [f for f in local if not f.hashed and sizes.get(f.path) == f.size]
+
+
 def make_plan(
     repo_id: str,
     branch: str,
@@ -181,6 +189,12 @@ def push_id(plan: Plan, additions: Sequence[LocalFile]) -> str:
     for change in sorted(plan.deletions, key=lambda c: c.path):
         digest.update(f"delete\0{change.path}\0".encode())
     return digest.hexdigest()[:32]
+
+
+def push_id_in(message: str) -> str | None:
+    """The push id a hubpub commit description records (`hubpub-push-id: ...`), if any."""
+    match = re.search(r"^hubpub-push-id: (\S+)$", message, re.MULTILINE)
+    return match[1] if match else None
 
 
 def human_bytes(size: float) -> str:

@@ -28,9 +28,11 @@ def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile]) -> 
     expected = {f.path for f in local} | kept | {".gitattributes"}
     problems += [f"{path} should not be there" for path in sorted(set(remote) - expected)]
     problems += [f"{c.path} was not deleted" for c in planned.changes if c.action == DELETE and c.path in remote]
-    # Equal sha256s already prove unchanged shards identical; re-read the headers when a shard was uploaded.
-    if not problems and any(c.path.endswith(".safetensors") for c in planned.uploads):
-        problems += header_problems(hub, planned.repo_id, commit, local)
+    # Equal sha256s already prove unchanged shards identical; the Hub's reading of each uploaded shard's header
+    # is checked too (one Range request per shard).
+    uploaded = {c.path for c in planned.uploads}
+    if not problems:
+        problems += header_problems(hub, planned.repo_id, commit, [f for f in local if f.path in uploaded])
     if problems:
         where = commit if commit.startswith("refs/") else f"commit {commit[:12]}"
         raise HubError(
@@ -40,15 +42,15 @@ def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile]) -> 
         )
 
 
-def header_problems(hub: Hub, repo_id: str, commit: str, local: Sequence[LocalFile]) -> list[str]:
-    """Each uploaded shard whose remote safetensors header (read with Range requests) differs from the local one."""
+def header_problems(hub: Hub, repo_id: str, commit: str, files: Sequence[LocalFile]) -> list[str]:
+    """Each safetensors file of `files` whose header, as the Hub serves it, differs from the local one."""
     from huggingface_hub import parse_local_safetensors_file_metadata
 
-    remote = {name: tensor_table(meta) for name, meta in hub.safetensors_headers(repo_id, commit).items()}
     problems = []
-    for file in local:
+    for file in files:
         if not file.path.endswith(".safetensors") or file.source is None:
             continue
-        if remote.get(file.path) != tensor_table(parse_local_safetensors_file_metadata(file.source)):
+        remote = tensor_table(hub.file_header(repo_id, file.path, commit))
+        if remote != tensor_table(parse_local_safetensors_file_metadata(file.source)):
             problems.append(f"{file.path}: the remote safetensors header differs from the local one")
     return problems

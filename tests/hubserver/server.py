@@ -11,7 +11,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,18 +23,21 @@ from .pulls import PullRequests
 from .routes import Reply, Routes, json_reply
 from .store import HubError, Store
 
+HOLD_LIMIT = 60.0  # a held request is released after this long even if the test forgot to
 # The real Hub serves these without a token (the token exchange authenticates with the ID token it carries).
 PUBLIC_ROUTES = ("/api/agent-harnesses", "/api/validate-yaml", "/oauth/token")
 
 
 class Request(NamedTuple):
-    """One recorded request: decoded path, raw query, answered status (0 = dropped) and body bytes read."""
+    """One recorded request: decoded path, raw query, answered status (0 = dropped), body bytes read, and when it
+    arrived on the server's clock."""
 
     method: str
     path: str
     query: str
     status: int
     bytes_received: int
+    at: float = 0.0
 
 
 @dataclass
@@ -45,7 +48,7 @@ class Fault:
     path: re.Pattern[str]
     status: int | None
     times: int
-    delay: float
+    hold: threading.Event | None
     drop: bool
     drop_response: bool
     retry_after: int | None
@@ -171,9 +174,10 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _faulty(self, fault: Fault) -> Reply | None:
-        """Apply an injected fault: wait, then drop the connection or answer with its status (None: go on)."""
-        if fault.delay:
-            time.sleep(fault.delay)
+        """Apply an injected fault: wait until released, then drop the connection or answer with its status
+        (None: go on)."""
+        if fault.hold is not None:
+            fault.hold.wait(timeout=HOLD_LIMIT)
         if fault.drop:
             length = int(self.headers.get("Content-Length") or 0)
             for _ in self.body_chunks(limit=length // 2):  # read part of the body, as an interrupted upload would
@@ -224,7 +228,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _record(self, path: str, status: int) -> None:
         """Append this request to hub.requests."""
-        self.server.hub._record(Request(self.command, path, self.query, status, self.bytes_received))
+        hub = self.server.hub
+        hub._record(Request(self.command, path, self.query, status, self.bytes_received, hub.clock()))
 
     def _send(self, reply: Reply, path: str) -> None:
         """Record first (a test may read the record as soon as the client returns), then answer."""
@@ -255,8 +260,10 @@ class Handler(BaseHTTPRequestHandler):
 class HubServer:
     """The test Hub: `with HubServer(tmp_path, token="t") as hub:` then point HfApi at `hub.url`."""
 
-    def __init__(self, root: Path, token: str | None = None, *, user: str = "tester", port: int = 0) -> None:
+    def __init__(self, root: Path, token: str | None = None, *, user: str = "tester", port: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.root, self.token, self.user, self.port = Path(root), token, user, port
+        self.clock = clock  # stamps each recorded request (a test gives the client's fake clock)
         self.store = Store(self.root, user)
         self.pulls = PullRequests(self.store)
         self.oidc = TrustedPublishing()  # Trusted Publishers and the tokens /oauth/token issued
@@ -323,14 +330,16 @@ class HubServer:
         with self._lock:
             self.requests.append(request)
 
-    def inject(self, method: str, path_regex: str, *, status: int | None = None, times: int = 1, delay: float = 0,
-               drop: bool = False, retry_after: int | None = None, drop_response: bool = False) -> None:
+    def inject(self, method: str, path_regex: str, *, status: int | None = None, times: int = 1,
+               hold: threading.Event | None = None, drop: bool = False, retry_after: int | None = None,
+               drop_response: bool = False) -> None:
         """Make the next `times` requests matching method ("*" = any) and decoded path (re.search) fail.
 
-        status: answer it (with Retry-After when given); delay: wait first; drop: read half the body and close
-        the connection unanswered; drop_response: process the request fully (a commit lands) but close unanswered.
+        status: answer it (with Retry-After when given); hold: keep the request waiting until the test sets the
+        event (never a fixed delay); drop: read half the body and close the connection unanswered; drop_response:
+        process the request fully (a commit lands) but close unanswered.
         """
-        fault = Fault(method.upper(), re.compile(path_regex), status, times, delay, drop, drop_response, retry_after)
+        fault = Fault(method.upper(), re.compile(path_regex), status, times, hold, drop, drop_response, retry_after)
         with self._lock:
             self._faults.append(fault)
 
