@@ -21,11 +21,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from ..cannedserver import serving
 from .store import HubError
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
@@ -93,7 +94,8 @@ class GitHubIdTokens:
         self.budget: int | None = None  # how many tokens it hands out in all (None: any number)
         self.minted: list[str] = []
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
+        self._serving: AbstractContextManager[str] | None = None
+        self._base: str | None = None
 
     def mint(self, audience: str) -> str:
         """One ID token for `audience`, valid from now for `lifetime` seconds."""
@@ -106,61 +108,38 @@ class GitHubIdTokens:
     @property
     def url(self) -> str:
         """ACTIONS_ID_TOKEN_REQUEST_URL: like GitHub's, it already has a query; the audience is appended."""
-        if self._httpd is None:
+        if self._base is None:
             raise RuntimeError("GitHubIdTokens is not running")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/_apis/idtoken?api-version=2.0"
+        return f"{self._base}/_apis/idtoken?api-version=2.0"
 
     def env(self) -> dict[str, str]:
         """The two variables a runner sets for a job with `permissions: id-token: write`."""
         return {"ACTIONS_ID_TOKEN_REQUEST_URL": self.url, "ACTIONS_ID_TOKEN_REQUEST_TOKEN": self.request_token}
 
-    def start(self) -> Self:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:
-                split = urlsplit(self.path)
-                audience = parse_qs(split.query).get("audience", [""])[0]
-                sent = self.headers.get("Authorization", "")
-                if split.path != "/_apis/idtoken" or not audience:
-                    self._answer(400, {"message": "audience is required"})
-                elif not hmac.compare_digest(sent.lower().encode(), f"bearer {stub.request_token}".lower().encode()):
-                    self._answer(401, {"message": "Unauthorized"})
-                elif stub.refuse or stub.budget == len(stub.minted):
-                    self._answer(403, {"message": "Forbidden: no ID token for this job"})
-                else:
-                    self._answer(200, {"count": 1, "value": stub.mint(audience)})
-
-            def _answer(self, status: int, data: object) -> None:
-                body = json.dumps(data).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Silent: the request token is never printed."""
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="github-oidc", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+    def answer(self, method: str, path: str, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """GitHub's answer: an ID token for the audience asked, to a bearer of the request token."""
+        split = urlsplit(path)
+        audience = parse_qs(split.query).get("audience", [""])[0]
+        sent = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        if method != "GET" or split.path != "/_apis/idtoken" or not audience:
+            status, data = 400, {"message": "audience is required"}
+        elif not hmac.compare_digest(sent.lower().encode(), f"bearer {self.request_token}".lower().encode()):
+            status, data = 401, {"message": "Unauthorized"}
+        elif self.refuse or self.budget == len(self.minted):
+            status, data = 403, {"message": "Forbidden: no ID token for this job"}
+        else:
+            status, data = 200, {"count": 1, "value": self.mint(audience)}
+        return status, {"Content-Type": "application/json"}, json.dumps(data).encode()
 
     def __enter__(self) -> Self:
-        return self.start()
+        self._serving = serving(self.answer, with_headers=True)
+        self._base = self._serving.__enter__()
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        if self._serving is not None:
+            self._serving.__exit__(None, None, None)
+        self._serving, self._base = None, None
 
 
 # -- the Hub's side ---------------------------------------------------------------------------------------------
