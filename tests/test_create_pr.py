@@ -134,8 +134,8 @@ def test_tag_with_create_pr_is_refused(published: Path, hub: HubServer) -> None:
     hub.reset_records()
     code, _, err = cli("push", "--all", "--create-pr", "--tag", "v1.0.0", hub=hub, manifest=published)
     assert code == 2 and "--tag and --create-pr" in err and "merge the pull requests" in err
-    with pytest.raises(UsageError, match="tag after merging|merge the pull requests"):
-        run_push(published, hub, tag="v1.0.0", create_pr=True)
+    with pytest.raises(UsageError, match="--tag and --create-pr"):
+        PushSettings(tag="v1.0.0", create_pr=True)
     assert not hub.requests
 
 

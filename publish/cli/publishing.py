@@ -101,10 +101,6 @@ def push(
 
     if bool(branch) == all_:
         raise UsageError("give exactly one of --branch NAME or --all")
-    if tag and create_pr:
-        raise UsageError("give at most one of --tag and --create-pr: a pull request is not on its branch until "
-                         "it is merged", hint="merge the pull requests on the Hub, then run `hubpub push --tag "
-                                              "RELEASE` (it commits nothing and tags each branch's head)")
     settings = PushSettings(branch=branch, dry_run=dry_run, prune=prune, card_only=card_only, message=message,
                             tag=tag, create_pr=create_pr, cache=hash_cache_location())
     _run_push(push_variants, manifest, settings, verbosity, as_json)

@@ -39,6 +39,7 @@ from publish.events import (
     ignore,
 )
 from publish.hub.client import Commit, Hub
+from publish.hub.describe import commit_description, what_landed
 from publish.hub.hashcache import HashCache, Prefetch
 from publish.hub.localfiles import file_set, kept, refuse_unsafe_files, shared_files, unhashed, with_digest
 from publish.hub.plan import LocalFile, Plan, make_plan, needs_digest, push_id
@@ -65,6 +66,12 @@ class PushSettings:
     tag: str | None = None  # a release: each variant's resulting commit is tagged <tag>-<branch>
     create_pr: bool = False  # a pull request per changed variant (refs/pr/N) instead of a commit to its branch
     cache: Path | None = None  # the hash cache file (recorded check reports beside it); None: remember nothing
+
+    def __post_init__(self) -> None:
+        if self.tag and self.create_pr:
+            raise UsageError("give at most one of --tag and --create-pr: a pull request is on no branch until it is "
+                             "merged", hint="merge the pull requests on the Hub, then run `hubpub push --tag "
+                                            "RELEASE` (it commits nothing and tags each branch's head)")
 
     def hash_cache(self) -> HashCache:
         return HashCache(self.cache)
@@ -114,12 +121,8 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
 
     With `create_pr`, each changed variant's commit opens a Hub pull request against its branch instead (verified
     on refs/pr/N; the branch stays as it is), and a re-run finds the pull request its push id already opened
-    instead of opening another. `tag` and `create_pr` together are a UsageError: tag after merging.
+    instead of opening another (`tag` and `create_pr` together are a UsageError: tag after merging).
     """
-    if settings.tag and settings.create_pr:
-        raise UsageError("--tag cannot be combined with --create-pr: a pull request's commit is on no branch yet",
-                         hint="merge the pull requests on the Hub, then tag with `hubpub push --tag RELEASE` (it "
-                              "commits nothing when the branch already holds the variant)")
     variants = manifest.select(settings.branch)
     for warning in unlisted(manifest.root, manifest.files, manifest.source.name):
         emit(Note(None, warning))
@@ -183,7 +186,9 @@ def _publish(steps: list[_VariantStep], hub: Hub, hashing: Prefetch, emit: Emit,
             try:
                 results.append(step.publish(uploads, provenance, report))
             except TokenRenewalError as error:  # say what landed before the token ran out
-                raise TokenRenewalError(f"{error.message}\n{_landed(results, steps, step)}",
+                landed = what_landed([(r.branch, r.commit) for r in results], (step.variant.branch, step.landed),
+                                     [s.variant.branch for s in steps[len(results) + 1 :]])
+                raise TokenRenewalError(f"{error.message}\n{landed}",
                                         hint=f"{error.hint}; then push again: what landed is skipped") from None
         return results
     finally:
@@ -332,7 +337,7 @@ class _VariantStep:
             repo_id, branch, additions=additions,
             deletions=[c.path for c in planned.deletions], parent=planned.parent_commit or "",
             title=self.settings.message or f"Publish {branch} with hubpub {__version__}",
-            description=_description(planned, provenance, report.summary(), push_id(planned, additions)),
+            description=commit_description(planned, provenance, report.summary(), push_id(planned, additions)),
             create_pr=self.settings.create_pr,
         )
         self.landed, opened = commit, commit.pull_request
@@ -386,39 +391,3 @@ def _refuse_moving_tag(repo_id: str, tag: str, state: RemoteState, planned: Plan
         "nothing was committed",
         hint="release under a new version, or delete the old tag on the Hub first if it was a mistake",
     )
-
-
-def _landed(results: Sequence[VariantPush], steps: Sequence[_VariantStep], failed: _VariantStep) -> str:
-    """What a push that stopped during `failed` left on the Hub, variant by variant."""
-    lines = [f"  {done.branch}: {_where(done.commit, 'verified')}" for done in results]
-    if failed.landed is not None:
-        lines.append(f"  {failed.variant.branch}: {_where(failed.landed, 'NOT verified (run `hubpub plan` to compare)')}")
-    else:
-        lines.append(f"  {failed.variant.branch}: no commit made (LFS objects uploaded so far stay on the Hub "
-                     "unreferenced, and the next run does not upload them again)")
-    lines += [f"  {s.variant.branch}: not committed" for s in steps[len(results) + 1 :]]
-    return "what landed:\n" + "\n".join(lines)
-
-
-def _where(commit: Commit | None, verified: str) -> str:
-    if commit is None:
-        return "unchanged, nothing to land"
-    if commit.pull_request is not None:
-        return f"landed as pull request #{commit.pull_request.num} ({commit.pull_request.url}), {verified}"
-    return f"landed, commit {commit.oid[:12]} ({commit.url}), {verified}"
-
-
-def _description(planned: Plan, provenance: Provenance, checks: str, push_id: str) -> str:
-    source = "not in git"
-    if provenance.commit:
-        source = provenance.commit
-        if provenance.tag:
-            source += f" (tag {provenance.tag})"
-        source += ", uncommitted changes" if provenance.dirty else ", clean"
-    return "\n".join([
-        f"Published by hubpub {provenance.version}.",
-        f"Source: {source}",
-        f"Checks: {checks}",
-        f"Files: {planned.summary()}",
-        f"hubpub-push-id: {push_id}",
-    ])
