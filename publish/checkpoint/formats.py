@@ -24,7 +24,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache, cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
 
 # compressed-tensors' own format names for the sparse family it no longer registers (0.20 dropped them).
 SPARSE_FORMATS = ("sparse-bitmask", "sparse-24-bitmask", "marlin-24")
@@ -62,16 +65,17 @@ class Scheme:
 
     group: str
     format: str
-    ct: Any  # compressed_tensors QuantizationScheme (targets, weights, input_activations)
+    ct: QuantizationScheme  # targets, weights, input_activations
     legacy_actorder: bool = False
     _cache: dict[tuple[int, int], Mapping[str, ParamSpec]] = field(default_factory=dict, repr=False)
 
     @property
-    def weights(self) -> Any:
+    def weights(self) -> QuantizationArgs:
+        assert self.ct.weights is not None  # a Scheme is made only for a group that quantizes weights
         return self.ct.weights
 
     @property
-    def inputs(self) -> Any:
+    def inputs(self) -> QuantizationArgs | None:
         return self.ct.input_activations
 
     @cached_property
