@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile]) -> None:
-    """The new revision must hold exactly the planned files, byte-identical, with the same safetensors headers."""
+    """The new revision (a commit, or a pull request's refs/pr/N) must hold exactly the planned files,
+    byte-identical, with the same safetensors headers."""
     remote = {f.path: f for f in hub.files_at(planned.repo_id, commit)}
     kept = {c.path for c in planned.changes if c.action == KEEP}
     problems = []
@@ -33,8 +34,9 @@ def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile]) -> 
     if not problems:
         problems += header_problems(hub, planned.repo_id, commit, [f for f in local if f.path in uploaded])
     if problems:
+        where = commit if commit.startswith("refs/") else f"commit {commit[:12]}"
         raise HubError(
-            f"{planned.repo_id}@{planned.branch} (commit {commit[:12]}) does not match what was pushed:\n  - "
+            f"{planned.repo_id}@{planned.branch} ({where}) does not match what was pushed:\n  - "
             + "\n  - ".join(problems),
             hint="run `hubpub plan` to see the difference, then push again",
         )
