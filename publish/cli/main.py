@@ -49,6 +49,7 @@ def main() -> None:
       hubpub plan --branch gs128     show what a push would add, update, delete or keep
       hubpub push --branch gs128     check, render and publish one variant in one commit
       hubpub push --all --card-only  publish only the cards (the weights are already on the Hub)
+      hubpub push --all --create-pr  open a Hub pull request per changed variant, for review
       hubpub eval run --reference B  measure KLD against the base model into kld.json (hubpub[eval])
 
     Push and plan report each step as it happens (--json for a machine-readable report); every command takes

@@ -32,13 +32,18 @@ _prune_option = click.option(
 _card_only_option = click.option(
     "--card-only", is_flag=True,
     help="Only the README and the shared files; the weights already on each Hub revision are checked and kept.")
+_create_pr_option = click.option(
+    "--create-pr", is_flag=True,
+    help="A Hub pull request per changed variant instead of a commit to its branch, for review (plan: what each "
+         "would hold, and one already open).")
 _json_option = click.option("--json", "as_json", is_flag=True,
                             help="Print a machine-readable report (versioned, stable keys).")
 
 
 def publishing_options(command: F) -> F:
-    """The options `plan` and `push` share: --manifest, --prune, --card-only, --json and -q/-v."""
-    for option in (verbosity_options, _json_option, _card_only_option, _prune_option, manifest_option):
+    """The options `plan` and `push` share: --manifest, --prune, --card-only, --create-pr, --json and -q/-v."""
+    for option in (verbosity_options, _json_option, _create_pr_option, _card_only_option, _prune_option,
+                   manifest_option):
         command = option(command)
     return command
 
@@ -47,7 +52,8 @@ def publishing_options(command: F) -> F:
 @branch_option
 @publishing_options
 @reports_errors
-def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, as_json: bool, verbosity: int) -> None:
+def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, create_pr: bool, as_json: bool,
+         verbosity: int) -> None:
     """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing.
 
     Files the manifest's `exclude:` globs leave out are listed, and so are a recipe or log beside the manifest
@@ -58,7 +64,7 @@ def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, as_jso
     from publish.commands.push import PushSettings
     from publish.commands.push import plan as plan_variants
 
-    settings = PushSettings(branch=branch, dry_run=True, prune=prune, card_only=card_only,
+    settings = PushSettings(branch=branch, dry_run=True, prune=prune, card_only=card_only, create_pr=create_pr,
                             cache=hash_cache_location())
     _run_push(plan_variants, manifest, settings, verbosity, as_json)
 
@@ -73,7 +79,7 @@ def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, as_jso
 @reports_errors
 def push(
     manifest: str, branch: str | None, all_: bool, dry_run: bool, message: str | None, tag: str | None,
-    prune: bool, card_only: bool, as_json: bool, verbosity: int,
+    prune: bool, card_only: bool, create_pr: bool, as_json: bool, verbosity: int,
 ) -> None:
     """Check, render and publish variants, each to its own branch in one atomic, verified commit.
 
@@ -86,6 +92,11 @@ def push(
     (honouring the Hub's Retry-After) and each retry is reported. Each published card is kept in
     cards/<branch>/README.md, so `hubpub render --check` passes after a push; a commit an earlier push left
     unverified is verified first.
+
+    With --create-pr each changed variant's commit opens a Hub pull request against its branch (refs/pr/N,
+    verified there) and the branch stays as it is; a re-run of the same push reports the open pull request instead
+    of opening another. Tag after merging. A Trusted Publisher's token (HF_OIDC_RESOURCE) is exchanged again when it
+    expires during the push.
     """
     from publish.commands.push import PushSettings
     from publish.commands.push import push as push_variants
@@ -94,7 +105,7 @@ def push(
     if bool(branch) == all_:
         raise UsageError("give exactly one of --branch NAME or --all")
     settings = PushSettings(branch=branch, dry_run=dry_run, prune=prune, card_only=card_only, message=message,
-                            tag=tag, cache=hash_cache_location())
+                            tag=tag, create_pr=create_pr, cache=hash_cache_location())
     _run_push(push_variants, manifest, settings, verbosity, as_json)
 
 

@@ -14,7 +14,6 @@ failure in a later variant never hides an earlier one's landed commit.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from publish.card.render import CARDS_FOLDER, make_environment, render_card
 from publish.checkpoint.facts import WeightFacts
 from publish.checkpoint.report import Report, agreed_facts, examine
 from publish.checkpoint.reportcache import ReportCache, beside
-from publish.errors import CheckpointError, ChecksFailed, HubError, TagConflict
+from publish.errors import CheckpointError, ChecksFailed, HubError, TagConflict, TokenRenewalError, UsageError
 from publish.events import (
     Authenticated,
     Checked,
@@ -34,18 +33,20 @@ from publish.events import (
     Note,
     Planned,
     Progress,
+    PullRequestOpened,
     Tagged,
     Unchanged,
     Verified,
     ignore,
 )
 from publish.hub.client import Commit, Hub
+from publish.hub.describe import commit_description, what_landed
 from publish.hub.hashcache import HashCache, Prefetch
 from publish.hub.localfiles import file_set, kept, refuse_unsafe_files, shared_files, unhashed, with_digest
-from publish.hub.plan import LocalFile, Plan, make_plan, needs_digest
-from publish.hub.state import RemoteRepo, RemoteState
+from publish.hub.plan import LocalFile, Plan, make_plan, needs_digest, push_id, push_id_in
+from publish.hub.state import PullRequest, RemoteRepo, RemoteState
 from publish.hub.upload import Uploads
-from publish.hub.verify import PUSH_ID, VerifiedCommits, verify
+from publish.hub.verify import VerifiedCommits, verify
 from publish.manifest.kldartifact import resolve as resolve_kld
 from publish.manifest.model import Manifest
 from publish.manifest.sharedfiles import unlisted
@@ -65,7 +66,14 @@ class PushSettings:
     card_only: bool = False  # the weights are on the Hub, not here: push the README and the shared files only
     message: str | None = None  # the commit title (default "Publish <branch> with hubpub <version>")
     tag: str | None = None  # a release: each variant's resulting commit is tagged <tag>-<branch>
+    create_pr: bool = False  # a pull request per changed variant (refs/pr/N) instead of a commit to its branch
     cache: Path | None = None  # the hash cache file (recorded check reports beside it); None: remember nothing
+
+    def __post_init__(self) -> None:
+        if self.tag and self.create_pr:
+            raise UsageError("give at most one of --tag and --create-pr: a pull request is on no branch until it is "
+                             "merged", hint="merge the pull requests on the Hub, then run `hubpub push --tag "
+                                            "RELEASE` (it commits nothing and tags each branch's head)")
 
     def hash_cache(self) -> HashCache:
         return HashCache(self.cache)
@@ -124,8 +132,13 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
     Raises, with the CLI's exit code: AuthError (2) for a missing, refused or read-only token; CheckpointError,
     UnsafeFileError, ManifestError (2) for a missing folder, a file that must not be uploaded or a bad shared file;
     ChecksFailed, FactMismatch (1) when the weights fail the checks or contradict the manifest; TagConflict,
-    ConcurrentPushError, HubError (1) when the Hub refuses, fails, or the pushed revision does not verify. Nothing
-    is created or uploaded before the checks pass.
+    ConcurrentPushError, HubError (1) when the Hub refuses, fails, or the pushed revision does not verify;
+    TokenRenewalError (1), naming what landed, when a Trusted Publisher's token expired and could not be exchanged
+    again. Nothing is created or uploaded before the checks pass.
+
+    With `create_pr`, each changed variant's commit opens a Hub pull request against its branch instead (verified
+    on refs/pr/N; the branch stays as it is), and a re-run finds the pull request its push id already opened
+    instead of opening another (`tag` and `create_pr` together are a UsageError: tag after merging).
     """
     variants = manifest.select(settings.branch)
     for warning in unlisted(manifest.root, manifest.files, manifest.source.name):
@@ -173,7 +186,7 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
             step.plan()
             steps.append(step)
         results = _publish(steps, hub, hashing, emit, provenance, report) if not settings.dry_run else [
-            VariantPush(s.variant.branch, s.planned, tag=s.tag, notes=s.notes) for s in steps]
+            s.opened_before or VariantPush(s.variant.branch, s.planned, tag=s.tag, notes=s.notes) for s in steps]
         hashing.wait()
     except BaseException:
         hashing.cancel()
@@ -188,9 +201,18 @@ def _publish(steps: list[_VariantStep], hub: Hub, hashing: Prefetch, emit: Emit,
     """Every plan's uploads start at once; each variant then commits, verifies and tags in turn, as soon as its
     own files are up."""
     uploads = Uploads(hub, hashing, lambda file: digested(file, hashing), emit)
-    uploads.start([s.planned for s in steps if not s.planned.is_noop])
+    uploads.start([s.planned for s in steps if not s.planned.is_noop and s.opened_before is None])
+    results: list[VariantPush] = []
     try:
-        return [step.publish(uploads, provenance, report) for step in steps]
+        for step in steps:
+            try:
+                results.append(step.publish(uploads, provenance, report))
+            except TokenRenewalError as error:  # say what landed before the token ran out
+                landed = what_landed([(r.branch, r.commit) for r in results], (step.variant.branch, step.landed),
+                                     [s.variant.branch for s in steps[len(results) + 1 :]])
+                raise TokenRenewalError(f"{error.message}\n{landed}",
+                                        hint=f"{error.hint}; then push again: what landed is skipped") from None
+        return results
     finally:
         uploads.stop()
 
@@ -277,6 +299,8 @@ class _VariantStep:
     state: RemoteState = field(init=False)
     planned: Plan = field(init=False)
     tag: str | None = field(init=False)
+    opened_before: VariantPush | None = None  # --create-pr: an open pull request already holds these changes
+    landed: Commit | None = None  # set as soon as the commit is made, before it is verified
 
     def digest(self, file: LocalFile) -> LocalFile:
         return digested(file, self.hashing)
@@ -301,7 +325,33 @@ class _VariantStep:
         self.emit(Planned(self.planned))
         if self.tag:
             _refuse_moving_tag(repo_id, self.tag, state, self.planned)
+        if settings.create_pr and not self.planned.is_noop:
+            self.opened_before = self._opened_before()
+            if self.opened_before is None and settings.dry_run:
+                self.emit(Note(branch, f"push --create-pr opens a pull request against {branch} with these changes; "
+                                       "the branch stays as it is until it is merged"))
         return self.planned
+
+    def _opened_before(self) -> VariantPush | None:
+        """The open pull request against the branch whose commit records this push's id (an earlier run of the
+        same push opened it), reported; None when there is none. Files are hashed for the id only when some pull
+        request is open against the branch."""
+        planned, hub = self.planned, self.hub
+        if not planned.branch_exists:
+            return None
+        candidates = [pr for pr in hub.pull_requests(planned.repo_id, planned.branch) if pr.push_id]
+        if not candidates:
+            return None
+        added = [c.local for c in planned.uploads if c.local is not None]
+        self.hashing.add(f.source for f in added if f.source is not None and not f.hashed)
+        wanted = push_id(planned, [self.digest(f) for f in added])
+        found: PullRequest | None = next((pr for pr in candidates if pr.push_id == wanted), None)
+        if found is None:
+            return None
+        self.emit(PullRequestOpened(planned.branch, found.num, found.url, found.revision, found.head, existing=True))
+        commit = Commit(found.head, f"{hub.endpoint}/{planned.repo_id}/commit/{found.head}", found)
+        return VariantPush(planned.branch, planned, commit, None,
+                           (*self.notes, f"pull request #{found.num} already holds these changes"))
 
     def publish(self, uploads: Uploads, provenance: Provenance, report: Report) -> VariantPush:
         repo_id, branch, hub, planned, tag, state = (
@@ -318,19 +368,32 @@ class _VariantStep:
             if tag and state.head:
                 self._tag(tag, state.head, state)
             return VariantPush(branch, planned, None, tag, (*self.notes, "unchanged: nothing to commit"))
+        earlier = self.opened_before.commit if self.opened_before is not None else None
+        if self.opened_before is not None and earlier is not None and earlier.pull_request is not None:
+            # Verified again: it must still hold exactly these changes.
+            verify(hub, planned, earlier.pull_request.revision, [self.digest(file) for file in self.local])
+            self.emit(Verified(branch, earlier.oid))
+            return self.opened_before
         uploads.wait(planned)
         local = [self.digest(file) for file in self.local]
+        additions = [self.digest(c.local) for c in planned.uploads if c.local is not None]
         commit = hub.commit(
-            repo_id, branch, additions=[self.digest(c.local) for c in planned.uploads if c.local is not None],
+            repo_id, branch, additions=additions,
             deletions=[c.path for c in planned.deletions], parent=planned.parent_commit or "",
             title=self.settings.message or f"Publish {branch} with hubpub {__version__}",
-            description=_description(planned, provenance, report.summary(), uuid.uuid4().hex),
+            description=commit_description(planned, provenance, report.summary(), push_id(planned, additions)),
+            create_pr=self.settings.create_pr,
         )
-        self.remote.committed(branch, commit.oid)
-        self.emit(Committed(branch, commit.oid, commit.url))
-        self._verify(planned, commit, local)
+        self.landed, opened = commit, commit.pull_request
+        if opened is not None:  # the branch did not move
+            self.emit(PullRequestOpened(branch, opened.num, opened.url, opened.revision, commit.oid))
+        else:
+            self.remote.committed(branch, commit.oid)
+            self.emit(Committed(branch, commit.oid, commit.url))
+        self._verify(planned, commit, local, revision=opened.revision if opened else commit.oid)
         self.emit(Verified(branch, commit.oid))
-        self._keep_card()
+        if opened is None:  # a pull request leaves the branch, and so its card, as they were
+            self._keep_card()
         if tag:
             self._tag(tag, commit.oid, state)
         return VariantPush(branch, planned, commit, tag, self.notes)
@@ -339,12 +402,14 @@ class _VariantStep:
         """Is the branch at a commit hubpub made (its description carries a push id) that was never verified?"""
         if head in self.verified:
             return False
-        return PUSH_ID in self.hub.commit_message(self.manifest.repo_id, head)
+        return push_id_in(self.hub.commit_message(self.manifest.repo_id, head)) is not None
 
-    def _verify(self, planned: Plan, commit: Commit, local: list[LocalFile], every_header: bool = False) -> None:
-        """Verify `commit`; a Hub failure while reading it back names the commit, which is on the branch."""
+    def _verify(self, planned: Plan, commit: Commit, local: list[LocalFile], every_header: bool = False,
+                revision: str | None = None) -> None:
+        """Verify `commit` (at `revision`: a pull request's refs/pr/N); a Hub failure while reading it back names
+        the commit, which has landed."""
         try:
-            verify(self.hub, planned, commit.oid, local, every_header=every_header)
+            verify(self.hub, planned, revision or commit.oid, local, every_header=every_header)
         except HubError as error:
             if error.__cause__ is None:  # verification ran and found a difference: that message says so
                 raise
@@ -404,19 +469,3 @@ def _refuse_moving_tag(repo_id: str, tag: str, state: RemoteState, planned: Plan
         "nothing was committed",
         hint="release under a new version, or delete the old tag on the Hub first if it was a mistake",
     )
-
-
-def _description(planned: Plan, provenance: Provenance, checks: str, push_id: str) -> str:
-    source = "not in git"
-    if provenance.commit:
-        source = provenance.commit
-        if provenance.tag:
-            source += f" (tag {provenance.tag})"
-        source += ", uncommitted changes" if provenance.dirty else ", clean"
-    return "\n".join([
-        f"Published by hubpub {provenance.version}.",
-        f"Source: {source}",
-        f"Checks: {checks}",
-        f"Files: {planned.summary()}",
-        f"{PUSH_ID} {push_id}",
-    ])

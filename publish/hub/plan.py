@@ -7,6 +7,8 @@ executable by `hubpub push`. It never talks to the network; the caller supplies 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +186,26 @@ def make_plan(
         stale = not card_only and (prune or is_managed(path))
         changes.append(Change(path, DELETE if stale else KEEP, existing.size, remote=existing))
     return Plan(repo_id, branch, parent_commit, repo_exists, branch_exists, tuple(changes), card_only)
+
+
+def push_id(plan: Plan, additions: Sequence[LocalFile]) -> str:
+    """What a push of `plan` changes, as a digest: repository, branch, each addition's path and sha256 (`additions`
+    are the plan's uploads, hashed) and each deletion. A re-run of the same push carries the same id, so a commit
+    whose answer was lost, or a pull request an earlier run opened, is recognised; any new content gives a new id."""
+    digest = hashlib.sha256(f"{plan.repo_id}\0{plan.branch}\0".encode())
+    for file in sorted(additions, key=lambda f: f.path):
+        if file.sha256 is None:
+            raise ValueError(f"{file.path} must be hashed to compute the push id")
+        digest.update(f"add\0{file.path}\0{file.sha256}\0".encode())
+    for change in sorted(plan.deletions, key=lambda c: c.path):
+        digest.update(f"delete\0{change.path}\0".encode())
+    return digest.hexdigest()[:32]
+
+
+def push_id_in(message: str) -> str | None:
+    """The push id a hubpub commit description records (`hubpub-push-id: ...`), if any."""
+    match = re.search(r"^hubpub-push-id: (\S+)$", message, re.MULTILINE)
+    return match[1] if match else None
 
 
 def human_bytes(size: float) -> str:

@@ -15,9 +15,6 @@ if TYPE_CHECKING:
     from publish.hub.client import Hub
 
 
-PUSH_ID = "hubpub-push-id:"  # the last line of every commit description hubpub writes
-
-
 class VerifiedCommits:
     """The commits this machine has verified, kept beside the hash cache (None: in memory only), so that a push
     finding its branch at a hubpub commit nobody verified (the verification failed after it landed) verifies it."""
@@ -35,8 +32,9 @@ class VerifiedCommits:
 
 
 def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile], *, every_header: bool = False) -> None:
-    """The new revision must hold exactly the planned files, byte-identical, with the same safetensors headers
-    (of the uploaded files; `every_header`: of every file, for a commit this push did not make)."""
+    """The new revision (a commit, or a pull request's refs/pr/N) must hold exactly the planned files,
+    byte-identical, with the same safetensors headers (of the uploaded files; `every_header`: of every file, for a
+    commit this push did not make)."""
     remote = {f.path: f for f in hub.files_at(planned.repo_id, commit)}
     kept = {c.path for c in planned.changes if c.action == KEEP}
     problems = []
@@ -55,8 +53,9 @@ def verify(hub: Hub, planned: Plan, commit: str, local: Sequence[LocalFile], *, 
     if not problems:
         problems += header_problems(hub, planned.repo_id, commit, [f for f in local if f.path in uploaded])
     if problems:
+        where = commit if commit.startswith("refs/") else f"commit {commit[:12]}"
         raise HubError(
-            f"{planned.repo_id}@{planned.branch} (commit {commit[:12]}) does not match what was pushed:\n  - "
+            f"{planned.repo_id}@{planned.branch} ({where}) does not match what was pushed:\n  - "
             + "\n  - ".join(problems),
             hint="run `hubpub plan` to see the difference, then push again",
         )
