@@ -125,5 +125,16 @@ def _run_push(command: Callable[..., PushResult], manifest: str, settings: PushS
     console.close()
     if as_json:
         click.echo(json.dumps(console.report(dry_run=settings.dry_run), indent=2))
-    elif verbosity >= 0 and (hashing := result.hashing_summary()) is not None:
+    elif verbosity >= 0 and (hashing := hashing_summary(result)) is not None:
         click.echo(hashing, err=True)
+
+
+def hashing_summary(result: PushResult) -> str | None:
+    """One true line about what was hashed; None when no file needed its digest."""
+    if result.hashed_bytes and result.cached_bytes:
+        return f"hashed {result.hashed_bytes:,} bytes (the rest came from the hash cache)"
+    if result.hashed_bytes:
+        return f"hashed {result.hashed_bytes:,} bytes"
+    if result.cached_bytes:
+        return "hashed nothing: every digest came from the hash cache"
+    return None

@@ -21,8 +21,7 @@ from pathlib import Path
 from publish import __version__
 from publish.card.provenance import Provenance, read_provenance
 from publish.card.render import CARDS_FOLDER, make_environment, render_card
-from publish.checkpoint.facts import WeightFacts
-from publish.checkpoint.report import Report, agreed_facts, examine
+from publish.checkpoint.report import Report, agreed_facts, examine, other_facts
 from publish.checkpoint.reportcache import ReportCache, beside
 from publish.errors import CheckpointError, ChecksFailed, HubError, TagConflict, TokenRenewalError, UsageError
 from publish.events import (
@@ -43,15 +42,15 @@ from publish.hub.client import Commit, Hub
 from publish.hub.describe import commit_description, what_landed
 from publish.hub.hashcache import HashCache, Prefetch
 from publish.hub.localfiles import file_set, kept, refuse_unsafe_files, shared_files, unhashed, with_digest
-from publish.hub.plan import LocalFile, Plan, make_plan, needs_digest, push_id, push_id_in
+from publish.hub.plan import LocalFile, Plan, make_plan, needs_digest, push_id
 from publish.hub.state import PullRequest, RemoteRepo, RemoteState
 from publish.hub.upload import Uploads
-from publish.hub.verify import VerifiedCommits, verify
+from publish.hub.verify import VerifiedCommits, verify, verify_landed
 from publish.manifest.kldartifact import resolve as resolve_kld
 from publish.manifest.model import Manifest
 from publish.manifest.sharedfiles import unlisted
 from publish.manifest.variant import Variant
-from publish.util.atomic import atomic_write
+from publish.util.atomic import write_if_changed
 from publish.util.listing import Listing, list_folder
 
 
@@ -99,16 +98,6 @@ class PushResult:
     variants: tuple[VariantPush, ...]
     hashed_bytes: int = 0  # bytes read to hash them this run (0 when every digest came from the cache)
     cached_bytes: int = 0  # bytes whose digest came from the hash cache instead
-
-    def hashing_summary(self) -> str | None:
-        """One true line about what was hashed; None when no file needed its digest."""
-        if self.hashed_bytes and self.cached_bytes:
-            return f"hashed {self.hashed_bytes:,} bytes (the rest came from the hash cache)"
-        if self.hashed_bytes:
-            return f"hashed {self.hashed_bytes:,} bytes"
-        if self.cached_bytes:
-            return "hashed nothing: every digest came from the hash cache"
-        return None
 
 
 def plan(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), *, emit: Emit = ignore) -> PushResult:
@@ -168,7 +157,8 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
     try:
         report = _checked(manifest, variants, hub, settings, listings, remote)
         emit(Checked(report.summary()))
-        facts = agreed_facts(manifest, {**_other_facts(manifest, variants, settings), **report.facts()})
+        facts = agreed_facts(manifest, {**({} if settings.card_only else other_facts(manifest, variants, settings.report_cache())),
+                                         **report.facts()})
         env = make_environment(manifest.root / "templates")
         provenance = read_provenance(manifest.root)
         steps = []
@@ -235,19 +225,6 @@ def _require_folders(manifest: Manifest, variants: Sequence[Variant]) -> None:
                 hint="fix the variant's `path:`, or mount the weights; to publish only the card (the weights must "
                      "already be on the Hub revision), pass --card-only",
             )
-
-
-def _other_facts(manifest: Manifest, variants: Sequence[Variant], settings: PushSettings) -> dict[str, WeightFacts]:
-    """The facts of the variants not pushed now whose folders are here, as `hubpub render` takes them, so the
-    card's shared table is the one `render` writes (recorded reports are reused). A variant whose weights fail
-    their checks is left to the manifest: its own push stops on them."""
-    if settings.card_only:
-        return {}
-    others = tuple(v for v in manifest.variants if v not in variants and manifest.variant_path(v).is_dir())
-    if not others:
-        return {}
-    report = examine(manifest, others, cache=settings.report_cache(), reuse=True)
-    return {v.branch: v.facts for v in report.variants if v.ok and v.facts is not None}
 
 
 def _hash_progress(emit: Emit) -> Callable[[Path, int, int], None]:
@@ -357,10 +334,10 @@ class _VariantStep:
         repo_id, branch, hub, planned, tag, state = (
             self.manifest.repo_id, self.variant.branch, self.hub, self.planned, self.tag, self.state)
         if planned.is_noop:
-            if state.head and self._unverified(state.head):
+            if state.head and self.verified.unverified(hub, repo_id, state.head):
                 # A commit of an earlier push that landed but was never verified: verify it now.
-                self._verify(planned, Commit(state.head, f"{hub.endpoint}/{repo_id}/commit/{state.head}"),
-                             [self.digest(file) for file in self.local], every_header=True)
+                verify_landed(hub, planned, Commit(state.head, f"{hub.endpoint}/{repo_id}/commit/{state.head}"),
+                              [self.digest(file) for file in self.local], self.verified, every_header=True)
                 self.emit(Unchanged(branch, verified=state.head))
             else:
                 self.emit(Unchanged(branch))
@@ -390,7 +367,7 @@ class _VariantStep:
         else:
             self.remote.committed(branch, commit.oid)
             self.emit(Committed(branch, commit.oid, commit.url))
-        self._verify(planned, commit, local, revision=opened.revision if opened else commit.oid)
+        verify_landed(hub, planned, commit, local, self.verified, revision=opened.revision if opened else None)
         self.emit(Verified(branch, commit.oid))
         if opened is None:  # a pull request leaves the branch, and so its card, as they were
             self._keep_card()
@@ -398,37 +375,11 @@ class _VariantStep:
             self._tag(tag, commit.oid, state)
         return VariantPush(branch, planned, commit, tag, self.notes)
 
-    def _unverified(self, head: str) -> bool:
-        """Is the branch at a commit hubpub made (its description carries a push id) that was never verified?"""
-        if head in self.verified:
-            return False
-        return push_id_in(self.hub.commit_message(self.manifest.repo_id, head)) is not None
-
-    def _verify(self, planned: Plan, commit: Commit, local: list[LocalFile], every_header: bool = False,
-                revision: str | None = None) -> None:
-        """Verify `commit` (at `revision`: a pull request's refs/pr/N); a Hub failure while reading it back names
-        the commit, which has landed."""
-        try:
-            verify(self.hub, planned, revision or commit.oid, local, every_header=every_header)
-        except HubError as error:
-            if error.__cause__ is None:  # verification ran and found a difference: that message says so
-                raise
-            raise HubError(
-                f"{self.variant.branch}: commit {commit.oid[:12]} is on the branch ({commit.url}) but is not "
-                f"verified yet: {error.message}",
-                hint=f"push again later (`hubpub push --branch {self.variant.branch}`): it verifies that commit "
-                     "first and uploads nothing twice",
-            ) from error
-        self.verified.add(commit.oid)
-
     def _keep_card(self) -> None:
-        """Leave the card the revision now holds in cards/<branch>/README.md, as `hubpub render` would, so that
-        `hubpub render --check` passes after a push."""
+        """Leave the card the revision holds in cards/<branch>/README.md, so `hubpub render --check` passes."""
         path = self.manifest.root / CARDS_FOLDER / self.variant.branch / "README.md"
-        if path.is_file() and path.read_text(encoding="utf-8") == self.card:
-            return
-        atomic_write(path, self.card)
-        self.emit(Note(self.variant.branch, f"card saved to {path}"))
+        if write_if_changed(path, self.card):
+            self.emit(Note(self.variant.branch, f"card saved to {path}"))
 
     def _prepare(self, state: RemoteState) -> RemoteState:
         """Create the repository and the branch when they do not exist yet; the branch's state then."""

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from publish.checkpoint.read import tensor_table
 from publish.errors import HubError
-from publish.hub.plan import DELETE, KEEP, LocalFile, Plan, same_content
+from publish.hub.plan import DELETE, KEEP, LocalFile, Plan, push_id_in, same_content
 from publish.util.jsonstore import JsonStore
 
 if TYPE_CHECKING:
-    from publish.hub.client import Hub
+    from publish.hub.client import Commit, Hub
 
 
 class VerifiedCommits:
@@ -25,6 +25,10 @@ class VerifiedCommits:
 
     def __contains__(self, commit: object) -> bool:
         return commit in self._commits
+
+    def unverified(self, hub: Hub, repo_id: str, commit: str) -> bool:
+        """Is `commit` one hubpub made (its description carries a push id) that was never verified?"""
+        return commit not in self._commits and push_id_in(hub.commit_message(repo_id, commit)) is not None
 
     def add(self, commit: str) -> None:
         self._commits.add(commit)
@@ -73,3 +77,21 @@ def header_problems(hub: Hub, repo_id: str, commit: str, files: Sequence[LocalFi
         if remote != tensor_table(parse_local_safetensors_file_metadata(file.source)):
             problems.append(f"{file.path}: the remote safetensors header differs from the local one")
     return problems
+
+
+def verify_landed(hub: Hub, planned: Plan, commit: Commit, local: Sequence[LocalFile], verified: VerifiedCommits, *,
+                  revision: str | None = None, every_header: bool = False) -> None:
+    """`verify` a commit that has landed (at `revision`: a pull request's refs/pr/N) and record it in `verified`.
+    A Hub failure while reading it back names the commit and says it is not verified yet."""
+    try:
+        verify(hub, planned, revision or commit.oid, local, every_header=every_header)
+    except HubError as error:
+        if error.__cause__ is None:  # verification ran and found a difference: that message says so
+            raise
+        raise HubError(
+            f"{planned.branch}: commit {commit.oid[:12]} is on the branch ({commit.url}) but is not verified yet: "
+            f"{error.message}",
+            hint=f"push again later (`hubpub push --branch {planned.branch}`): it verifies that commit first and "
+                 "uploads nothing twice",
+        ) from error
+    verified.add(commit.oid)
