@@ -44,8 +44,8 @@ class Checked(Event):
 class Planned(Event):
     plan: Plan
 
-    def text(self) -> str:
-        return self.plan.format_table()
+    def text(self, verbose: bool = False) -> str:
+        return self.plan.format_table(verbose)
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,11 @@ class TokenRenewed(Event):
 @dataclass(frozen=True)
 class Unchanged(Event):
     branch: str
+    verified: str | None = None  # the branch's commit, when an earlier push left it unverified and this one did
 
     def text(self) -> str:
+        if self.verified:
+            return f"{self.branch}: unchanged, verified {self.verified[:12]} (an earlier push left it unverified)"
         return f"{self.branch}: unchanged; no commit made"
 
 

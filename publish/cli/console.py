@@ -54,7 +54,8 @@ class Console:
             return
         self._close_bars()
         result = isinstance(event, Planned | Committed | PullRequestOpened | Unchanged | Tagged)
-        click.echo(event.text(), err=self.as_json or not result)
+        text = event.text(self.verbosity >= VERBOSE) if isinstance(event, Planned) else event.text()
+        click.echo(text, err=self.as_json or not result)
 
     def _progress(self, event: Progress) -> None:
         if self.bars and self.verbosity > QUIET:
@@ -103,6 +104,8 @@ class Console:
             )
         elif isinstance(event, Verified):
             self.variants[event.branch]["verified"] = True
+        elif isinstance(event, Unchanged) and event.verified:
+            self.variants[event.branch].update(commit=event.verified, verified=True)
         elif isinstance(event, Tagged):
             self.variants[event.branch]["tag"] = event.tag
 

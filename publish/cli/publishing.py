@@ -57,8 +57,9 @@ def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, create
     """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing.
 
     Files the manifest's `exclude:` globs leave out are listed, and so are a recipe or log beside the manifest
-    that `files:` does not list. Hashes only the files it must compare: those the Hub revision holds at the same
-    path and size.
+    that `files:` does not list. Unchanged files collapse into one line (-v lists them). Hashes only the files it
+    must compare: those the Hub revision holds at the same path and size. Needs only read access: a token the Hub
+    refuses fails (exit 2); without a token it warns and reads anonymously.
     """
     from publish.commands.push import PushSettings
     from publish.commands.push import plan as plan_variants
@@ -88,7 +89,9 @@ def push(
     commit, and a concurrent push to the branch is detected, never overwritten. A variant whose folder is missing
     is an error; --card-only publishes the card of weights already on the Hub. A --tag that already names another
     commit is refused before committing. Each step is reported as it happens; failed requests are retried
-    (honouring the Hub's Retry-After) and each retry is reported.
+    (honouring the Hub's Retry-After) and each retry is reported. Each published card is kept in
+    cards/<branch>/README.md, so `hubpub render --check` passes after a push; a commit an earlier push left
+    unverified is verified first.
 
     With --create-pr each changed variant's commit opens a Hub pull request against its branch (refs/pr/N,
     verified there) and the branch stays as it is; a re-run of the same push reports the open pull request instead
@@ -122,5 +125,16 @@ def _run_push(command: Callable[..., PushResult], manifest: str, settings: PushS
     console.close()
     if as_json:
         click.echo(json.dumps(console.report(dry_run=settings.dry_run), indent=2))
-    elif verbosity >= 0:
-        click.echo(f"hashed {result.hashed_bytes:,} bytes (the rest came from the hash cache)", err=True)
+    elif verbosity >= 0 and (hashing := hashing_summary(result)) is not None:
+        click.echo(hashing, err=True)
+
+
+def hashing_summary(result: PushResult) -> str | None:
+    """One true line about what was hashed; None when no file needed its digest."""
+    if result.hashed_bytes and result.cached_bytes:
+        return f"hashed {result.hashed_bytes:,} bytes (the rest came from the hash cache)"
+    if result.hashed_bytes:
+        return f"hashed {result.hashed_bytes:,} bytes"
+    if result.cached_bytes:
+        return "hashed nothing: every digest came from the hash cache"
+    return None

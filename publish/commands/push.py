@@ -20,8 +20,8 @@ from pathlib import Path
 
 from publish import __version__
 from publish.card.provenance import Provenance, read_provenance
-from publish.card.render import make_environment, render_card
-from publish.checkpoint.report import Report, agreed_facts, examine
+from publish.card.render import CARDS_FOLDER, make_environment, render_card
+from publish.checkpoint.report import Report, agreed_facts, examine, other_facts
 from publish.checkpoint.reportcache import ReportCache, beside
 from publish.errors import CheckpointError, ChecksFailed, HubError, TagConflict, TokenRenewalError, UsageError
 from publish.events import (
@@ -45,11 +45,12 @@ from publish.hub.localfiles import file_set, kept, refuse_unsafe_files, shared_f
 from publish.hub.plan import LocalFile, Plan, make_plan, needs_digest, push_id
 from publish.hub.state import PullRequest, RemoteRepo, RemoteState
 from publish.hub.upload import Uploads
-from publish.hub.verify import verify
+from publish.hub.verify import VerifiedCommits, verify, verify_landed
 from publish.manifest.kldartifact import resolve as resolve_kld
 from publish.manifest.model import Manifest
 from publish.manifest.sharedfiles import unlisted
 from publish.manifest.variant import Variant
+from publish.util.atomic import write_if_changed
 from publish.util.listing import Listing, list_folder
 
 
@@ -76,6 +77,9 @@ class PushSettings:
     def hash_cache(self) -> HashCache:
         return HashCache(self.cache)
 
+    def verified_commits(self) -> VerifiedCommits:
+        return VerifiedCommits(self.cache.with_name("verified.json") if self.cache is not None else None)
+
     def report_cache(self) -> ReportCache | None:
         return ReportCache(beside(self.cache)) if self.cache is not None else None
 
@@ -93,12 +97,14 @@ class VariantPush:
 class PushResult:
     variants: tuple[VariantPush, ...]
     hashed_bytes: int = 0  # bytes read to hash them this run (0 when every digest came from the cache)
+    cached_bytes: int = 0  # bytes whose digest came from the hash cache instead
 
 
 def plan(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), *, emit: Emit = ignore) -> PushResult:
     """Compare each selected variant with its Hub revision and report the plan; create and upload nothing.
 
-    Raises what `push` raises before its first write: exit code 2 for bad input, 1 for failed checks or a Hub
+    Raises what `push` raises before its first write: exit code 2 for bad input or a token the Hub refuses (a
+    plan needs only read access; without a token it warns and reads anonymously), 1 for failed checks or a Hub
     failure.
     """
     return push(manifest, hub, replace(settings, dry_run=True), emit=emit)
@@ -130,6 +136,9 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
     cache = settings.hash_cache()
     if not settings.dry_run:
         emit(Authenticated(hub.require_write_token(), hub.endpoint))
+    elif hub.check_read_token() is None:
+        emit(Note(None, "warning: no Hub token (HF_TOKEN or `hf auth login`): planning with anonymous access, "
+                        "so a private repository looks absent"))
     if not settings.card_only:
         _require_folders(manifest, variants)
     # Listed once: the checks read the whole listing; the files `exclude:` keeps are refused if unsafe before any
@@ -144,10 +153,12 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
     if not settings.dry_run:  # a push needs every digest: hashing runs during the checks and the uploads
         hashing.add([*(f.path for listing, _ in uploads.values() for f in listing.files), *shared.values()])
     remote = RemoteRepo(hub, manifest.repo_id)
+    verified = settings.verified_commits()
     try:
         report = _checked(manifest, variants, hub, settings, listings, remote)
         emit(Checked(report.summary()))
-        facts = agreed_facts(manifest, report.facts())
+        facts = agreed_facts(manifest, {**({} if settings.card_only else other_facts(manifest, variants, settings.report_cache())),
+                                         **report.facts()})
         env = make_environment(manifest.root / "templates")
         provenance = read_provenance(manifest.root)
         steps = []
@@ -160,7 +171,8 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
                 notes = ("card-only: the weights on the Hub revision were checked and are left as they are", *notes)
             for note in notes:
                 emit(Note(variant.branch, note))
-            step = _VariantStep(manifest, variant, unhashed(files), notes, hub, remote, settings, hashing, emit)
+            step = _VariantStep(manifest, variant, unhashed(files), notes, hub, remote, settings, hashing, emit, card,
+                                verified)
             step.plan()
             steps.append(step)
         results = _publish(steps, hub, hashing, emit, provenance, report) if not settings.dry_run else [
@@ -171,7 +183,7 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
         raise
     finally:
         cache.save()
-    return PushResult(tuple(results), cache.hashed_bytes)
+    return PushResult(tuple(results), cache.hashed_bytes, cache.cached_bytes)
 
 
 def _publish(steps: list[_VariantStep], hub: Hub, hashing: Prefetch, emit: Emit, provenance: Provenance,
@@ -259,6 +271,8 @@ class _VariantStep:
     settings: PushSettings
     hashing: Prefetch
     emit: Emit
+    card: str  # the README this push publishes; kept in cards/<branch>/ once the revision holds it
+    verified: VerifiedCommits
     state: RemoteState = field(init=False)
     planned: Plan = field(init=False)
     tag: str | None = field(init=False)
@@ -320,7 +334,14 @@ class _VariantStep:
         repo_id, branch, hub, planned, tag, state = (
             self.manifest.repo_id, self.variant.branch, self.hub, self.planned, self.tag, self.state)
         if planned.is_noop:
-            self.emit(Unchanged(branch))
+            if state.head and self.verified.unverified(hub, repo_id, state.head):
+                # A commit of an earlier push that landed but was never verified: verify it now.
+                verify_landed(hub, planned, Commit(state.head, f"{hub.endpoint}/{repo_id}/commit/{state.head}"),
+                              [self.digest(file) for file in self.local], self.verified, every_header=True)
+                self.emit(Unchanged(branch, verified=state.head))
+            else:
+                self.emit(Unchanged(branch))
+            self._keep_card()
             if tag and state.head:
                 self._tag(tag, state.head, state)
             return VariantPush(branch, planned, None, tag, (*self.notes, "unchanged: nothing to commit"))
@@ -346,11 +367,19 @@ class _VariantStep:
         else:
             self.remote.committed(branch, commit.oid)
             self.emit(Committed(branch, commit.oid, commit.url))
-        verify(hub, planned, opened.revision if opened else commit.oid, local)
+        verify_landed(hub, planned, commit, local, self.verified, revision=opened.revision if opened else None)
         self.emit(Verified(branch, commit.oid))
+        if opened is None:  # a pull request leaves the branch, and so its card, as they were
+            self._keep_card()
         if tag:
             self._tag(tag, commit.oid, state)
         return VariantPush(branch, planned, commit, tag, self.notes)
+
+    def _keep_card(self) -> None:
+        """Leave the card the revision holds in cards/<branch>/README.md, so `hubpub render --check` passes."""
+        path = self.manifest.root / CARDS_FOLDER / self.variant.branch / "README.md"
+        if write_if_changed(path, self.card):
+            self.emit(Note(self.variant.branch, f"card saved to {path}"))
 
     def _prepare(self, state: RemoteState) -> RemoteState:
         """Create the repository and the branch when they do not exist yet; the branch's state then."""

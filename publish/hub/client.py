@@ -101,11 +101,22 @@ class Hub:
         self.require_token()
         info = self._call(lambda: self._api.whoami(), "check the token (whoami)")
         access = (info.get("auth") or {}).get("accessToken") or {}
-        if access.get("role") == "read":
+        if not _may_write(access):
             raise AuthError(
-                f"the token ({access.get('displayName') or 'unnamed'}) of {info.get('name')} is read-only",
-                hint="create a token with write access at https://huggingface.co/settings/tokens",
+                f"the token ({access.get('displayName') or 'unnamed'}) of {info.get('name')} is valid but "
+                "read-only: it may not create or push to repositories",
+                hint="create a token with write access at https://huggingface.co/settings/tokens (a fine-grained "
+                     "token needs write access to this repository), then set HF_TOKEN",
             )
+        return str(info.get("name") or "")
+
+    def check_read_token(self) -> str | None:
+        """For a plan, which only reads: the account the token belongs to, or None without a token (anonymous
+        reads see public repositories only). A token the Hub refuses fails here, instead of making every
+        repository look absent."""
+        if not self._token:
+            return None
+        info = self._call(lambda: self._api.whoami(), "check the token (whoami)")
         return str(info.get("name") or "")
 
     # -- reading --------------------------------------------------------------------------------------------
@@ -367,6 +378,21 @@ def use_retrying_session() -> None:
         set_client_factory(lambda: RetryingClient(event_hooks={"request": [hf_request_event_hook]},
                                                   follow_redirects=True, timeout=None))
         _session_installed = True
+
+
+def _may_write(access: dict[str, object]) -> bool:
+    """Does whoami's `auth.accessToken` allow writing? A "read" token never does; a fine-grained one when a
+    global or a repository scope grants `repo.write`."""
+    role = access.get("role")
+    if role == "read":
+        return False
+    if role != "fineGrained":
+        return True
+    grained = access.get("fineGrained")
+    scopes = grained.get("scoped", []) if isinstance(grained, dict) else []
+    granted = [*(grained.get("global", []) if isinstance(grained, dict) else []),
+               *(p for scope in scopes if isinstance(scope, dict) for p in scope.get("permissions", []))]
+    return "repo.write" in granted
 
 
 def _not_a_commit(request: httpx2.Request) -> bool:

@@ -50,7 +50,11 @@ def describe(error: Exception, what: str, endpoint: str, token: str | None) -> H
         said = hub_message(error)
         reply = "the Hub refused the token (401)" if status == 401 else f"the Hub answered {status}"
         text = f"cannot {what}: {reply}" + (f": {said}" if said else "")
-        if status in (401, 403):
+        if status == 401:
+            return AuthError(text, hint="the token is invalid, expired or revoked: create one at "
+                                        "https://huggingface.co/settings/tokens and set HF_TOKEN (or run "
+                                        "`hf auth login`)")
+        if status == 403:
             return AuthError(text, hint="use a token with write access to this repository (HF_TOKEN)")
         return HubError(scrub(text, token), hint=hint_for(status, endpoint))
     if isinstance(error, RetriesExhausted | httpx2.TransportError):

@@ -93,22 +93,33 @@ class Plan:
         counts = ", ".join(f"{len(self.having(a))} {a}" for a in (ADD, UPDATE, DELETE, UNCHANGED, KEEP))
         return f"{counts}; {human_bytes(self.upload_bytes)} to upload"
 
-    def format_table(self) -> str:
-        """The plan as a table: one row per file, then the totals."""
+    def format_table(self, verbose: bool = False) -> str:
+        """The plan as a table: one row per file, then the totals. Unchanged files collapse into one line unless
+        `verbose`; a plan with nothing but unchanged files is that one line."""
+        unchanged = self.having(UNCHANGED)
+        shown = self.changes if verbose else tuple(c for c in self.changes if c.action != UNCHANGED)
+        if unchanged and not shown and self.branch_exists:
+            return f"{self.branch}: {_files(len(unchanged))} unchanged (-v lists them)"
         where = self.branch if self.branch_exists else f"{self.branch} (new branch)"
         if not self.repo_exists:
             where += f"; repository {self.repo_id} will be created"
         lines = [f"{self.repo_id}@{where}"]
-        width = max([len(c.path) for c in self.changes] + [4])
+        width = max([len(c.path) for c in shown] + [4])
         lines.append(f"  {'action':<9} {'file':<{width}} {'size':>10}")
-        for change in sorted(self.changes, key=lambda c: (_ORDER[c.action], c.path)):
+        for change in sorted(shown, key=lambda c: (_ORDER[c.action], c.path)):
             lines.append(f"  {change.action:<9} {change.path:<{width}} {human_bytes(change.size):>10}")
+        if unchanged and not verbose:
+            lines.append(f"  {UNCHANGED:<9} {_files(len(unchanged))} (-v lists them)")
         lines.append(f"  {self.summary()}")
         if self.having(KEEP) and self.card_only:
             lines.append("  card-only: the weights are not on this machine; the Hub's files are kept as they are")
         elif self.having(KEEP):
             lines.append("  kept files are on the Hub but not in the variant's folder; --prune deletes them")
         return "\n".join(lines)
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 _ORDER = {ADD: 0, UPDATE: 1, DELETE: 2, KEEP: 3, UNCHANGED: 4}
