@@ -87,13 +87,13 @@ def test_an_invalid_token_and_a_read_only_token_get_different_messages(weighed: 
 
 
 def test_a_fine_grained_token_without_repo_write_is_read_only() -> None:
-    from publish.hub.client import _may_write
+    from publish.hub.auth import may_write
 
-    assert not _may_write({"role": "fineGrained", "fineGrained": {"global": [], "scoped": [
+    assert not may_write({"role": "fineGrained", "fineGrained": {"global": [], "scoped": [
         {"entity": {"type": "user"}, "permissions": ["repo.content.read"]}]}})
-    assert _may_write({"role": "fineGrained", "fineGrained": {"global": [], "scoped": [
+    assert may_write({"role": "fineGrained", "fineGrained": {"global": [], "scoped": [
         {"entity": {"type": "user"}, "permissions": ["repo.content.read", "repo.write"]}]}})
-    assert _may_write({"role": "write"}) and not _may_write({"role": "read"})
+    assert may_write({"role": "write"}) and not may_write({"role": "read"})
 
 
 def test_plan_with_a_wrong_token_fails_instead_of_planning_a_new_repository(weighed: Path, hub: HubServer) -> None:

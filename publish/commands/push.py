@@ -23,7 +23,7 @@ from publish.card.provenance import Provenance, read_provenance
 from publish.card.render import CARDS_FOLDER, make_environment, render_card
 from publish.checkpoint.report import Report, agreed_facts, examine, other_facts
 from publish.checkpoint.reportcache import ReportCache, beside
-from publish.errors import CheckpointError, ChecksFailed, HubError, TagConflict, TokenRenewalError, UsageError
+from publish.errors import CheckpointError, ChecksFailed, HubError, TokenRenewalError, UsageError
 from publish.events import (
     Authenticated,
     Checked,
@@ -41,9 +41,10 @@ from publish.events import (
 from publish.hub.client import Commit, Hub
 from publish.hub.describe import commit_description, what_landed
 from publish.hub.hashcache import HashCache, Prefetch
-from publish.hub.localfiles import file_set, kept, refuse_unsafe_files, shared_files, unhashed, with_digest
+from publish.hub.localfiles import digested, file_set, kept, refuse_unsafe_files, shared_files, unhashed
 from publish.hub.plan import LocalFile, Plan, make_plan, needs_digest, push_id
 from publish.hub.state import PullRequest, RemoteRepo, RemoteState
+from publish.hub.tags import refuse_moving_tag, release_tag
 from publish.hub.upload import Uploads
 from publish.hub.verify import VerifiedCommits, verify, verify_landed
 from publish.manifest.kldartifact import resolve as resolve_kld
@@ -207,13 +208,6 @@ def _publish(steps: list[_VariantStep], hub: Hub, hashing: Prefetch, emit: Emit,
         uploads.stop()
 
 
-def digested(file: LocalFile, hashing: Prefetch) -> LocalFile:
-    """`file` with its digest, waiting for the background hashing if it is not done yet."""
-    if file.hashed or file.source is None:
-        return file
-    return with_digest(file, hashing.result(file.source))
-
-
 def _require_folders(manifest: Manifest, variants: Sequence[Variant]) -> None:
     """A missing folder is a mistake (a typo in `path:`), never a silent card-only push."""
     for variant in variants:
@@ -287,7 +281,7 @@ class _VariantStep:
         state = self.remote.state(branch)
         self.tag = release_tag(settings.tag, branch) if settings.tag else None
         if self.tag:
-            _refuse_moving_tag(repo_id, self.tag, state)  # before a branch is created for a release that cannot be
+            refuse_moving_tag(repo_id, self.tag, state)  # before a branch is created for a release that cannot be
         if settings.dry_run:
             # A plan hashes only the files it must compare: those the revision holds at the same path and size.
             self.hashing.add(f.source for f in needs_digest(self.local, state.files) if f.source is not None)
@@ -301,7 +295,7 @@ class _VariantStep:
         )
         self.emit(Planned(self.planned))
         if self.tag:
-            _refuse_moving_tag(repo_id, self.tag, state, self.planned)
+            refuse_moving_tag(repo_id, self.tag, state, self.planned)
         if settings.create_pr and not self.planned.is_noop:
             self.opened_before = self._opened_before()
             if self.opened_before is None and settings.dry_run:
@@ -401,22 +395,3 @@ class _VariantStep:
             self.hub.create_tag(self.manifest.repo_id, tag, commit, f"hubpub release {tag}")
             self.remote.tagged(tag, commit)
         self.emit(Tagged(self.variant.branch, tag, commit, created))
-
-
-def release_tag(tag: str, branch: str) -> str:
-    """Hub tags are repository-wide, so each variant's release commit gets its own: v1.0.0-gs128."""
-    return f"{tag}-{branch}"
-
-
-def _refuse_moving_tag(repo_id: str, tag: str, state: RemoteState, planned: Plan | None = None) -> None:
-    """A release tag is created, or accepted when it already names the commit this push leaves the branch at;
-    anything else is refused before a commit is made, never silently left pointing elsewhere. Without the plan,
-    only what the branch's state already rules out: a tag on another commit than the branch's head."""
-    existing = state.tags.get(tag)
-    if existing is None or (existing == state.head and (planned is None or planned.is_noop)):
-        return
-    raise TagConflict(
-        f"tag {tag!r} of {repo_id} already names commit {existing[:12]}, not the commit this push makes; "
-        "nothing was committed",
-        hint="release under a new version, or delete the old tag on the Hub first if it was a mistake",
-    )

@@ -156,3 +156,18 @@ def _reason(error: BaseException) -> str:
     if status is not None:
         return scrub(f"{status}" + (f": {said}" if said else ""))[:300]
     return scrub(f"{type(error).__name__}: {error}")[:300]
+
+
+def may_write(access: dict[str, object]) -> bool:
+    """Does whoami's `auth.accessToken` allow writing? A "read" token never does; a fine-grained one when a
+    global or a repository scope grants `repo.write`."""
+    role = access.get("role")
+    if role == "read":
+        return False
+    if role != "fineGrained":
+        return True
+    grained = access.get("fineGrained")
+    scopes = grained.get("scoped", []) if isinstance(grained, dict) else []
+    granted = [*(grained.get("global", []) if isinstance(grained, dict) else []),
+               *(p for scope in scopes if isinstance(scope, dict) for p in scope.get("permissions", []))]
+    return "repo.write" in granted

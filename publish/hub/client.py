@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 from publish.errors import AuthError, ConcurrentPushError, HubError
 from publish.events import Emit, TokenRenewed, ignore, retries_to
-from publish.hub.auth import TrustedPublisher, keep_huggingface_hub_from_exchanging
-from publish.hub.failures import hub_errors, retryable, status_of
+from publish.hub.auth import TrustedPublisher, keep_huggingface_hub_from_exchanging, may_write
+from publish.hub.failures import host_of, hub_errors, reason_for, retryable, status_of
 from publish.hub.plan import LocalFile, RemoteFile, push_id_in
+from publish.hub.session import not_a_commit, use_retrying_session
 from publish.hub.state import PullRequest, RemoteRepo, RemoteState
-from publish.util.retry import Retrier, RetryingClient, RetryPolicy, always
+from publish.util.retry import Retrier, RetryPolicy, always
 
 if TYPE_CHECKING:
     import httpx2
@@ -101,7 +102,7 @@ class Hub:
         self.require_token()
         info = self._call(lambda: self._api.whoami(), "check the token (whoami)")
         access = (info.get("auth") or {}).get("accessToken") or {}
-        if not _may_write(access):
+        if not may_write(access):
             raise AuthError(
                 f"the token ({access.get('displayName') or 'unnamed'}) of {info.get('name')} is valid but "
                 "read-only: it may not create or push to repositories",
@@ -247,7 +248,7 @@ class Hub:
                         repo_id, operations, commit_message=title, commit_description=description,
                         revision=branch, parent_commit=parent, create_pr=create_pr,
                     ),
-                    what, replay=_not_a_commit,
+                    what, replay=not_a_commit,
                 )
             except HubError as error:
                 cause = error.__cause__
@@ -262,7 +263,7 @@ class Hub:
                 landed = self._landed(repo_id, branch, parent, description, create_pr)
                 if landed is not None:  # the commit went through; only its answer was lost
                     return landed
-                self._retrier.pause(what, attempt + 1, _host(self.endpoint), _reason(cause, self.endpoint),
+                self._retrier.pause(what, attempt + 1, host_of(self.endpoint), reason_for(cause, self.endpoint),
                                     getattr(cause, "response", None))
                 continue
             opened = None
@@ -361,45 +362,6 @@ class Hub:
             self._emit(TokenRenewed(what, renewed.why))
 
 
-_SESSION_LOCK = threading.Lock()
-_session_installed = False
-
-
-def use_retrying_session() -> None:
-    """Make huggingface_hub send its requests through a RetryingClient (once per process), configured as its own
-    default client is, so that retries happen in one place and follow one policy."""
-    global _session_installed
-    with _SESSION_LOCK:
-        if _session_installed:
-            return
-        from huggingface_hub import set_client_factory
-        from huggingface_hub.utils._http import hf_request_event_hook
-
-        set_client_factory(lambda: RetryingClient(event_hooks={"request": [hf_request_event_hook]},
-                                                  follow_redirects=True, timeout=None))
-        _session_installed = True
-
-
-def _may_write(access: dict[str, object]) -> bool:
-    """Does whoami's `auth.accessToken` allow writing? A "read" token never does; a fine-grained one when a
-    global or a repository scope grants `repo.write`."""
-    role = access.get("role")
-    if role == "read":
-        return False
-    if role != "fineGrained":
-        return True
-    grained = access.get("fineGrained")
-    scopes = grained.get("scoped", []) if isinstance(grained, dict) else []
-    granted = [*(grained.get("global", []) if isinstance(grained, dict) else []),
-               *(p for scope in scopes if isinstance(scope, dict) for p in scope.get("permissions", []))]
-    return "repo.write" in granted
-
-
-def _not_a_commit(request: httpx2.Request) -> bool:
-    """Every request but the commit itself may be sent again; Hub.commit decides about the commit."""
-    return not (request.method == "POST" and "/commit/" in request.url.path)
-
-
 def _new_operation(file: LocalFile) -> CommitOperationAdd:
     from huggingface_hub import CommitOperationAdd
 
@@ -413,16 +375,3 @@ def _sha256(file: LocalFile) -> str:
     if file.sha256 is None:
         raise ValueError(f"{file.path} must be hashed before it is uploaded")
     return file.sha256
-
-
-def _host(endpoint: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(endpoint).hostname or endpoint
-
-
-def _reason(error: BaseException | None, endpoint: str) -> str:
-    status = status_of(error)
-    if status is not None:
-        return f"{status} from {_host(endpoint)}"
-    return f"{type(error).__name__} talking to {_host(endpoint)}"

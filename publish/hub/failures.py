@@ -98,3 +98,16 @@ def hint_for(status: int | None, endpoint: str) -> str:
     if status is not None and status >= 500:
         return "the Hub is failing; nothing was overwritten: push again later (unchanged files are skipped)"
     return "run `hubpub plan` to see the Hub's state, then push again"
+
+
+def host_of(endpoint: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(endpoint).hostname or endpoint
+
+
+def reason_for(error: BaseException | None, endpoint: str) -> str:
+    status = status_of(error)
+    if status is not None:
+        return f"{status} from {host_of(endpoint)}"
+    return f"{type(error).__name__} talking to {host_of(endpoint)}"
