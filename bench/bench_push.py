@@ -16,7 +16,8 @@ the servers run in this process and keep their stores in /dev/shm when it has ro
 Cases (targets):
 1. first push of both variants, each run against a fresh server (fresh LFS store) and, for hubpub, empty
    caches (hashes and recorded check reports): `hubpub push --all` vs two `hf upload` calls (ratio <= 1.3);
-   and hubpub's first push right after `hubpub check` (its report reused, hashes not cached; ratio <= 0.8);
+   and hubpub's first push right after `hubpub check` (its report reused, hashes not cached), each run beside
+   another `hf upload` first push, so both meet the same load (ratio <= 0.8);
 2. no-op re-push: hubpub at least 10x faster than hf, no file content sent (no LFS PUT, no commit);
 3. README-only change (the manifest's title): each tool's commit holds README.md only.
 Every case also reports, per tool, the requests the server received (by kind) and the peak resident memory of
@@ -61,7 +62,7 @@ CHUNK = 16 * 1024 * 1024
 FIRST_RATIO_TARGET = 1.3
 AFTER_CHECK_RATIO_TARGET = 0.8
 NOOP_SPEEDUP_TARGET = 10.0
-FIRST_AFTER_CHECK = "first push after `hubpub check` (hf: its first push)"
+FIRST_AFTER_CHECK = "first push after `hubpub check` (hf: its first push, run alongside)"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -312,22 +313,27 @@ def first_push(args: argparse.Namespace, servers: Servers, envs: dict[str, Env],
     return records, kept
 
 
-def first_push_after_check(runs: int, warmup: int, servers: Servers, env: Env, repo_id: str, manifest: Path,
-                           cwd: Path) -> list[dict[str, Any]]:
+def first_push_after_check(runs: int, warmup: int, servers: Servers, envs: dict[str, Env], repo_id: str,
+                           manifest: Path, staged: dict[str, Path], cwd: Path) -> list[dict[str, Any]]:
     """hubpub's first push when `hubpub check` ran just before (untimed): its report is reused, so the push
-    does not import compressed-tensors; the hash cache is still empty. A fresh server each run."""
+    does not import compressed-tensors; the hash cache is still empty. Each run, `hf upload`'s first push runs
+    beside it (alternating which goes first), so the two are compared under the same load. A fresh server each."""
     records = []
     for number in range(warmup + runs):
-        hub = servers.fresh(f"hubpub-checked-{number}")
-        try:
-            env.clear_cache()
-            run([[*HUBPUB, "check", "--manifest", str(manifest)]], env.for_hub(hub), cwd)
-            record = measure("hubpub", hub, repo_id, hubpub_push(manifest), env.for_hub(hub), cwd)
-        finally:
-            servers.stop(hub)
-        record["run"], record["warmup"] = number, number < warmup
-        records.append(record)
-        print(f"  first push after hubpub check, {label(number, warmup, runs)}: {record['s']:.2f} s", flush=True)
+        for tool in ("hubpub", "hf") if number % 2 == 0 else ("hf", "hubpub"):
+            hub = servers.fresh(f"{tool}-checked-{number}")
+            try:
+                envs[tool].clear_cache()
+                if tool == "hubpub":
+                    run([[*HUBPUB, "check", "--manifest", str(manifest)]], envs[tool].for_hub(hub), cwd)
+                commands = hubpub_push(manifest) if tool == "hubpub" else hf_upload(repo_id, staged)
+                record = measure(tool, hub, repo_id, commands, envs[tool].for_hub(hub), cwd)
+            finally:
+                servers.stop(hub)
+            record["run"], record["warmup"] = number, number < warmup
+            records.append(record)
+            print(f"  first push after hubpub check, {label(number, warmup, runs)} {tool}: {record['s']:.2f} s",
+                  flush=True)
     return records
 
 
@@ -528,8 +534,9 @@ def main() -> int:
         same_readme = {b: git(kept["hubpub"], repo_id, "rev-parse", f"{b}:README.md")
                        == git(kept["hf"], repo_id, "rev-parse", f"{b}:README.md") for b in BRANCHES}
 
-        print("1b. first push after `hubpub check` (hubpub only)", flush=True)
-        raw["first push after check"] = first_push_after_check(args.runs, args.warmup, servers, envs["hubpub"], repo_id, manifest,
+        print("1b. first push after `hubpub check`, beside hf's first push", flush=True)
+        raw["first push after check"] = first_push_after_check(args.runs, args.warmup, servers, envs, repo_id, manifest,
+                                                               staged,
                                                                base)
 
         print("2. no-op re-push", flush=True)
@@ -553,17 +560,13 @@ def main() -> int:
         raw["README-only change"] = repeat("readme", args.runs, {"hubpub": hubpub_readme, "hf": hf_readme},
                                            envs, repo_id, base)
         for case, records in raw.items():
-            if case == "first push after check":
-                continue
-            results[case] = {tool: summarize(records, tool) for tool in ("hubpub", "hf")}
-        # Not a target: the same hf first push, against hubpub with its check report already recorded.
-        after_check = {"hubpub": summarize(raw["first push after check"], "hubpub"), "hf": results["first push"]["hf"]}
-        results = {"first push": results["first push"], FIRST_AFTER_CHECK: after_check,
-                   **{k: v for k, v in results.items() if k != "first push"}}
+            results[FIRST_AFTER_CHECK if case == "first push after check" else case] = {
+                tool: summarize(records, tool) for tool in ("hubpub", "hf")}
 
         first = results["first push"]
         ratio = float(first["hubpub"]["median_s"]) / float(first["hf"]["median_s"])
-        checked_ratio = float(results[FIRST_AFTER_CHECK]["hubpub"]["median_s"]) / float(first["hf"]["median_s"])
+        checked = results[FIRST_AFTER_CHECK]
+        checked_ratio = float(checked["hubpub"]["median_s"]) / float(checked["hf"]["median_s"])
         noop = results["no-op re-push"]
         speedup = float(noop["hf"]["median_s"]) / float(noop["hubpub"]["median_s"])
         h_noop = noop["hubpub"]
