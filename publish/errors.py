@@ -15,8 +15,9 @@ from pathlib import Path
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-# Hugging Face user access tokens look like hf_ followed by 30+ alphanumerics; OIDC and fine-grained tokens too.
-TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{20,}")
+# Hugging Face user access tokens look like hf_ followed by 30+ alphanumerics; fine-grained tokens too. A Trusted
+# Publisher's exchanged token is hf_jwt_ followed by a JWT (base64url parts joined by dots).
+TOKEN_PATTERN = re.compile(r"hf_(?:jwt_[A-Za-z0-9._-]{20,}|[A-Za-z0-9]{20,})")
 
 
 def scrub(text: str, *secrets: str | None) -> str:
@@ -135,6 +136,10 @@ class AuthError(HubError):
 
 class TagConflict(HubError):
     """A release tag already names another commit; it is never moved or silently left behind."""
+
+
+class TokenRenewalError(HubError):
+    """A Trusted Publisher's token expired during a push and the Hub refused a new exchange; names what landed."""
 
 
 class ConcurrentPushError(HubError):

@@ -44,8 +44,8 @@ class Checked(Event):
 class Planned(Event):
     plan: Plan
 
-    def text(self) -> str:
-        return self.plan.format_table()
+    def text(self, verbose: bool = False) -> str:
+        return self.plan.format_table(verbose)
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,42 @@ class Committed(Event):
 
 
 @dataclass(frozen=True)
-class Unchanged(Event):
+class PullRequestOpened(Event):
+    """A variant's commit went to a Hub pull request against its branch (`existing`: opened by an earlier run of
+    the same push, so no new one was opened)."""
+
     branch: str
+    num: int
+    url: str
+    revision: str  # refs/pr/N
+    commit: str
+    existing: bool = False
 
     def text(self) -> str:
+        if self.existing:
+            return f"{self.branch}: pull request #{self.num} already holds these changes: {self.url} (no new one opened)"
+        return f"{self.branch}: opened pull request #{self.num} against {self.branch}: {self.url}"
+
+
+@dataclass(frozen=True)
+class TokenRenewed(Event):
+    """A Trusted Publisher's Hub token ran out (or was about to) and a new one was exchanged."""
+
+    before: str  # what hubpub was about to do
+    why: str
+
+    def text(self) -> str:
+        return f"the Trusted Publisher's Hub token {self.why}; exchanged a new one before trying to {self.before}"
+
+
+@dataclass(frozen=True)
+class Unchanged(Event):
+    branch: str
+    verified: str | None = None  # the branch's commit, when an earlier push left it unverified and this one did
+
+    def text(self) -> str:
+        if self.verified:
+            return f"{self.branch}: unchanged, verified {self.verified[:12]} (an earlier push left it unverified)"
         return f"{self.branch}: unchanged; no commit made"
 
 

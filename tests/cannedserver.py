@@ -1,5 +1,5 @@
 """A web server on 127.0.0.1 whose every answer the test decides, for the servers that are not the Hub (an
-endpoint answering HTML, an evaluation server that is busy first)."""
+endpoint answering HTML, an evaluation server that is busy first, GitHub's ID-token endpoint)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-# (method, path) -> (status, headers, body)
-Answer = Callable[[str, str], tuple[int, dict[str, str], bytes]]
+# (method, path) -> (status, headers, body); with_headers=True: (method, path, request headers) -> the same
+Answer = Callable[..., tuple[int, dict[str, str], bytes]]
 
 
 @contextmanager
-def serving(answer: Answer) -> Iterator[str]:
+def serving(answer: Answer, *, with_headers: bool = False) -> Iterator[str]:
     """Serve `answer` until the block ends; yields the server's URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, headers, body = answer(self.command, self.path)
+            asked = (self.command, self.path, dict(self.headers)) if with_headers else (self.command, self.path)
+            status, headers, body = answer(*asked)
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)

@@ -75,9 +75,10 @@ def test_card_only_plan_never_deletes_remote_weights() -> None:
 
 def test_plan_table_lists_every_file_and_the_total_to_upload() -> None:
     p = plan([local("README.md", b"x" * 1500), local("config.json", b"{}")], [regular("config.json", b"{}")])
-    table = p.format_table()
+    table = p.format_table(verbose=True)
     assert "add       README.md" in table and "1.5 KB" in table
     assert "unchanged config.json" in table
+    assert "  unchanged 1 file (-v lists them)" in p.format_table().splitlines()
     assert "1 add, 0 update, 0 delete, 1 unchanged, 0 keep; 1.5 KB to upload" in table
 
 

@@ -95,7 +95,8 @@ def test_a_new_branch_is_planned_from_one_read_of_each_kind(weighed: Path, hub: 
     push(load_manifest(weighed), client(hub), settings("main"))
     hub.reset_records()
     plan(load_manifest(weighed), client(hub), settings("gs128"))
-    assert kinds(hub) == {"GET refs": 1, "GET commits": 1, "GET tree": 1}
+    # whoami: a token the Hub refuses must fail the plan, not make the repository look absent.
+    assert kinds(hub) == {"GET whoami-v2": 1, "GET refs": 1, "GET commits": 1, "GET tree": 1}
 
 
 def test_a_new_branch_is_pushed_without_reading_anything_twice(weighed: Path, hub: HubServer) -> None:

@@ -2,7 +2,9 @@
 
 The runner has the manifest, templates, quantize.py and log.txt but not the weights, which are already on the
 Hub from an earlier push. A tag must check those weights remotely, publish only the cards and small files,
-leave every weight byte alone, and tag each variant's new commit.
+leave every weight byte alone, and tag each variant's new commit. Without a secret, the job's OIDC ID token
+(a stub of GitHub's endpoint answers it) is exchanged for a Hub token; with HUBPUB_CREATE_PR, the tag opens
+pull requests for review instead.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import git
@@ -24,6 +27,7 @@ from publish.manifest.model import load_manifest
 from . import ghactions
 from .conftest import HUB_TOKEN, ROOT
 from .hubserver import HubServer
+from .hubserver.oidc import GitHubIdTokens
 
 REPO = "Minachist/Qwen3.6-27B-INT8-AutoRound"
 WORKFLOW = ROOT / ".github" / "workflows" / "publish.yml"
@@ -56,16 +60,28 @@ def hubpub_folder() -> Path:
     return Path(found).parent
 
 
-def run_release(checkout: Path, hub: HubServer, ref: str) -> ghactions.Run:
+def run_release(checkout: Path, hub: HubServer, ref: str, *, secrets: Mapping[str, str] | None = None,
+                variables: Mapping[str, str] | None = None, runner: Mapping[str, str] | None = None) -> ghactions.Run:
+    """Run the workflow for a push of `ref`; by default with the HF_TOKEN secret and no repository variables.
+    `runner` adds what the runner itself provides (the ID-token request variables of `id-token: write`)."""
     env = ghactions.runner_env({
         # The folder holding the installed `hubpub` command (where ever pip put it) leads the runner's PATH.
         "PATH": f"{hubpub_folder()}{os.pathsep}{os.environ['PATH']}",
         "GITHUB_REF": ref, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_XET": "1", "HF_HOME": os.environ["HF_HOME"],
         "HUBPUB_CACHE": os.environ["HUBPUB_CACHE"], "COMPRESSED_TENSORS_LOG_DISABLED": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1", **(runner or {}),
     })
-    return ghactions.run_workflow(WORKFLOW, "publish", env=env, secrets={"HF_TOKEN": HUB_TOKEN}, variables={},
+    secrets = {"HF_TOKEN": HUB_TOKEN} if secrets is None else secrets
+    return ghactions.run_workflow(WORKFLOW, "publish", env=env, secrets=secrets, variables=variables or {},
                                   workdir=checkout.parent, skip=("Install hubpub",))
+
+
+@pytest.fixture
+def github(hub: HubServer) -> Iterator[GitHubIdTokens]:
+    """GitHub's ID-token endpoint for this repository's release workflow, trusted by the Hub repo."""
+    with GitHubIdTokens(repository="acme/qwen-quants", ref="refs/tags/v1.0.0") as stub:
+        hub.oidc.trust(REPO, stub, repository="acme/qwen-quants", workflow="publish.yml")
+        yield stub
 
 
 def test_check_remote_verifies_weights_that_are_only_on_the_hub(published: Path, hub: HubServer) -> None:
@@ -139,3 +155,56 @@ def test_a_failing_remote_check_stops_the_release(published: Path, hub: HubServe
     assert not run.ok and run.steps[-1].name == "Check every variant", run.output
     assert "C3" in run.output
     assert {b: git.Repo(hub.git_path(REPO)).commit(b).hexsha for b in heads} == heads
+
+
+def test_a_keyless_release_publishes_both_variants_and_survives_the_token_expiring(
+    published: Path, hub: HubServer, github: GitHubIdTokens
+) -> None:
+    before = {b: weights(hub, b) for b in ("main", "gs128")}
+    hub.reset_records()
+    hub.oidc.expire_when("POST", r"/commit/main$")  # the hour runs out after the uploads, as the commit is sent
+    run = run_release(published, hub, "refs/tags/v1.0.0", secrets={},  # no HF_TOKEN secret at all
+                      variables={"HF_OIDC_RESOURCE": REPO}, runner=github.env())
+    assert run.ok, run.output
+    repo = git.Repo(hub.git_path(REPO))
+    for branch in ("main", "gs128"):
+        assert weights(hub, branch) == before[branch], branch
+        assert "(release)" in hub.files(REPO, branch)["README.md"].decode()
+    tags = {t.name: t.target_commit for t in Hub(hub.url, HUB_TOKEN)._api.list_repo_refs(REPO).tags}
+    assert tags == {"v1.0.0-main": repo.commit("main").hexsha, "v1.0.0-gs128": repo.commit("gs128").hexsha}
+    # One exchange for the check step, one for the publish step, one more after the Hub refused the expired token.
+    assert hub.oidc.exchanges == ["granted"] * 3 and github.minted == [hub.url] * 3
+    assert [r.path for r in hub.requests if r.status == 401] == [f"/api/models/{REPO}/commit/main"]
+    assert "exchanged a new one before trying to commit to" in run.output and "authenticated as [OIDC]" in run.output
+    assert HUB_TOKEN not in run.output and "hf_jwt_" not in run.output
+
+
+def test_a_keyless_release_without_a_trusted_publisher_fails_clearly(
+    published: Path, hub: HubServer, github: GitHubIdTokens
+) -> None:
+    hub.oidc.publishers.clear()
+    heads = {b: git.Repo(hub.git_path(REPO)).commit(b).hexsha for b in ("main", "gs128")}
+    run = run_release(published, hub, "refs/tags/v1.0.0", secrets={}, variables={"HF_OIDC_RESOURCE": REPO},
+                      runner=github.env())
+    assert not run.ok and run.steps[-1].name == "Check every variant", run.output
+    assert "Trusted Publisher login failed" in run.output and "Traceback" not in run.output
+    assert {b: git.Repo(hub.git_path(REPO)).commit(b).hexsha for b in heads} == heads
+
+
+def test_a_release_for_review_opens_pull_requests_and_no_tags(published: Path, hub: HubServer) -> None:
+    heads = {b: git.Repo(hub.git_path(REPO)).commit(b).hexsha for b in ("main", "gs128")}
+    variables = {"HUBPUB_CREATE_PR": "true"}
+    run = run_release(published, hub, "refs/tags/v1.0.0", variables=variables)
+    assert run.ok, run.output
+    assert {b: git.Repo(hub.git_path(REPO)).commit(b).hexsha for b in heads} == heads  # no branch moved
+    pulls = hub.pulls.listing(REPO, kind="pull_request", status="open", author=None)
+    assert sorted(p["base"] for p in pulls) == ["gs128", "main"]
+    for pull in pulls:
+        assert f"opened pull request #{pull['num']} against {pull['base']}" in run.output
+        assert "(release)" in hub.files(REPO, f"refs/pr/{pull['num']}")["README.md"].decode()
+    assert not Hub(hub.url, HUB_TOKEN)._api.list_repo_refs(REPO).tags
+    assert "create-pr: no Hub tag now; merge the pull requests, then: hubpub push --all --tag v1.0.0" in run.output
+    again = run_release(published, hub, "refs/tags/v1.0.0", variables=variables)  # the job re-run
+    assert again.ok, again.output
+    assert len(hub.pulls.listing(REPO, kind="pull_request", status="open", author=None)) == 2
+    assert "already holds these changes" in again.output

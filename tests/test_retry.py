@@ -99,6 +99,14 @@ def test_a_dropped_connection_is_retried() -> None:
     assert client(transport, clock).get(URL).status_code == 200 and len(bodies) == 3
 
 
+def test_a_host_that_refuses_before_it_ever_answered_gets_one_short_retry() -> None:
+    clock = FakeClock()
+    bodies, transport = answers(httpx2.ConnectError("refused"), httpx2.ConnectError("refused"), 200)
+    with pytest.raises(RetriesExhausted):
+        client(transport, clock).get(URL)
+    assert len(bodies) == 2 and clock.sleeps == [1.0]
+
+
 def test_the_wait_the_server_names_is_waited_in_full() -> None:
     clock, events = FakeClock(), []
     _, transport = answers((429, {"Retry-After": "2"}), 200)

@@ -122,6 +122,15 @@ def test_a_trusted_publisher_needs_no_secret(tmp_path: Path) -> None:
     assert ghactions.load(WORKFLOW)["permissions"]["id-token"] == "write"
 
 
+def test_a_release_for_review_opens_pull_requests_and_makes_no_tag(tmp_path: Path) -> None:
+    run, calls = release(tmp_path, "refs/tags/v1.2.0", secrets={"HF_TOKEN": TOKEN},
+                         variables={"HUBPUB_CREATE_PR": "true"})
+    assert run.ok, run.output
+    assert calls[0::2] == ["check --remote --manifest branches.yaml",
+                           "push --all --manifest branches.yaml --card-only --create-pr"]
+    assert "merge the pull requests, then: hubpub push --all --tag v1.2.0" in run.output
+
+
 # -- rules no run can show ---------------------------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 CARD_TEMPLATE = "card.md.j2"
 PROVENANCE_MARK = "<!-- hubpub:provenance -->"
+CARDS_FOLDER = "cards"  # beside the manifest: `render` writes <branch>/README.md there, `push` the cards it published
 # Units the card's Size row uses, smallest first, in gigabytes.
 SIZE_UNITS = (("KB", 1e-6), ("MB", 1e-3), ("GB", 1.0))
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")

@@ -27,10 +27,13 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from publish.checkpoint.formats import FLOAT_PRECISIONS, ParamSpec, safetensors_dtype
 from publish.util.jsonstore import JsonStore
+
+if TYPE_CHECKING:
+    import torch
 
 # 1: modules, tied weights and KV-cache scales.
 ARCHITECTURE_CACHE_VERSION = 1
@@ -154,7 +157,7 @@ class _Unknown(Exception):
     """transformers does not know this architecture."""
 
 
-def _meta_model(config: dict[str, Any], name: str) -> Any:
+def _meta_model(config: dict[str, Any], name: str) -> torch.nn.Module:
     import torch
     import transformers
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from publish.checkpoint.formats import ParamSpec, describe_kv_cache
+from publish.checkpoint.formats import ParamSpec
 from publish.checkpoint.model import CONFIG_FILE, Checkpoint, Finding, Tensor, error, warning
+from publish.checkpoint.naming import describe_kv_cache
 
 REPEATS_SHOWN = 3  # findings shown per (code, parameter) before the rest are counted in one
 # What compressed-tensors names a KV cache's scales on an attention module (its KVCacheScaleType).

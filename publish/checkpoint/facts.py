@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from publish.checkpoint.formats import describe_kv_cache
 from publish.checkpoint.model import CONFIG_FILE, NO_QUANTIZATION_CONFIG, Checkpoint, refused_config
+from publish.checkpoint.naming import describe_kv_cache
 from publish.checkpoint.parts import PartFacts, derive_parts, pair_parts, part_differences
 from publish.manifest.variant import FAMILIES, Variant
 

@@ -16,7 +16,7 @@ from publish.checkpoint.architecture_checks import check_architecture, check_kv_
 from publish.checkpoint.engine import built_full_precision, refuses_quantized
 from publish.checkpoint.facts import SIZE_TOLERANCE, WeightFacts, derive_facts, kv_cache_differs, size_matches
 from publish.checkpoint.families import family_of
-from publish.checkpoint.formats import supported_formats, text
+from publish.checkpoint.formats import supported_formats
 from publish.checkpoint.model import (
     CONFIG_FILE,
     INDEX_FILE,
@@ -29,6 +29,7 @@ from publish.checkpoint.model import (
     refused_config,
     warning,
 )
+from publish.checkpoint.naming import text
 from publish.checkpoint.parts import PartFacts, granularity, pair_parts, part_differences
 from publish.checkpoint.quantconfig import Matcher
 from publish.manifest.variant import FAMILIES, Variant

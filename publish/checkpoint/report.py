@@ -179,3 +179,15 @@ def agreed_facts(manifest: Manifest, found: Mapping[str, WeightFacts]) -> dict[s
                 hint="fix branches.yaml (or the checkpoint); hubpub never overrides the manifest silently",
             )
     return dict(found)
+
+
+def other_facts(manifest: Manifest, variants: tuple[Variant, ...] | list[Variant],
+                cache: ReportCache | None) -> dict[str, WeightFacts]:
+    """The facts of the variants other than `variants` whose folders are here, as `hubpub render` takes them, so
+    a push of one branch renders the card's shared table as `render` does (recorded reports are reused). A
+    variant whose weights fail their checks is left to the manifest: its own push stops on them."""
+    others = tuple(v for v in manifest.variants if v not in variants and manifest.variant_path(v).is_dir())
+    if not others:
+        return {}
+    report = examine(manifest, others, cache=cache, reuse=True)
+    return {v.branch: v.facts for v in report.variants if v.ok and v.facts is not None}

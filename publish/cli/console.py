@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from publish.events import Committed, Event, Planned, Progress, Tagged, Unchanged, Verified
+from publish.events import Committed, Event, Planned, Progress, PullRequestOpened, Tagged, Unchanged, Verified
 
 if TYPE_CHECKING:
     from huggingface_hub.utils import tqdm
@@ -53,8 +53,9 @@ class Console:
         if self.verbosity <= QUIET:
             return
         self._close_bars()
-        result = isinstance(event, Planned | Committed | Unchanged | Tagged)
-        click.echo(event.text(), err=self.as_json or not result)
+        result = isinstance(event, Planned | Committed | PullRequestOpened | Unchanged | Tagged)
+        text = event.text(self.verbosity >= VERBOSE) if isinstance(event, Planned) else event.text()
+        click.echo(text, err=self.as_json or not result)
 
     def _progress(self, event: Progress) -> None:
         if self.bars and self.verbosity > QUIET:
@@ -92,12 +93,19 @@ class Console:
                 "branch_exists": plan.branch_exists, "parent_commit": plan.parent_commit,
                 "card_only": plan.card_only, "upload_bytes": plan.upload_bytes,
                 "actions": [{"path": c.path, "action": c.action, "size": c.size} for c in plan.changes],
-                "commit": None, "url": None, "verified": False, "tag": None,
+                "commit": None, "url": None, "verified": False, "tag": None, "pull_request": None,
             }
         elif isinstance(event, Committed):
             self.variants[event.branch].update(commit=event.commit, url=event.url)
+        elif isinstance(event, PullRequestOpened):
+            self.variants[event.branch].update(
+                commit=event.commit, url=event.url,
+                pull_request={"num": event.num, "url": event.url, "revision": event.revision, "new": not event.existing},
+            )
         elif isinstance(event, Verified):
             self.variants[event.branch]["verified"] = True
+        elif isinstance(event, Unchanged) and event.verified:
+            self.variants[event.branch].update(commit=event.verified, verified=True)
         elif isinstance(event, Tagged):
             self.variants[event.branch]["tag"] = event.tag
 

@@ -11,7 +11,7 @@ import gc
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -26,6 +26,7 @@ from publish.errors import EXIT_FAILED
 
 if TYPE_CHECKING:
     from publish.checkpoint.reportcache import ReportCache
+    from publish.commands.eval import DumpSettings, Execution, ModelSource, RunSettings, TextSource
     from publish.hub.hashcache import HashCache
 
 # At exit, after every other exit handler, freeze what is left: the interpreter's final collections then skip the
@@ -48,6 +49,7 @@ def main() -> None:
       hubpub plan --branch gs128     show what a push would add, update, delete or keep
       hubpub push --branch gs128     check, render and publish one variant in one commit
       hubpub push --all --card-only  publish only the cards (the weights are already on the Hub)
+      hubpub push --all --create-pr  open a Hub pull request per changed variant, for review
       hubpub eval run --reference B  measure KLD against the base model into kld.json (hubpub[eval])
 
     Push and plan report each step as it happens (--json for a machine-readable report); every command takes
@@ -58,7 +60,7 @@ def main() -> None:
     """
 
 
-@main.command()
+@main.command("render")
 @manifest_option
 @branch_option
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
@@ -66,7 +68,7 @@ def main() -> None:
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 and print a diff if a card on disk is out of date.")
 @verbosity_options
 @_reports_errors
-def render(manifest: str, branch: str | None, out: Path | None, check: bool, verbosity: int) -> None:
+def render_command(manifest: str, branch: str | None, out: Path | None, check: bool, verbosity: int) -> None:
     """Render each variant's README.md from the manifest and the templates.
 
     Works offline and without weights. When a variant's checkpoint folder is present, its weights are checked
@@ -90,7 +92,7 @@ def render(manifest: str, branch: str | None, out: Path | None, check: bool, ver
         sys.exit(EXIT_FAILED)
 
 
-@main.command()
+@main.command("check")
 @manifest_option
 @branch_option
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report (versioned, stable codes).")
@@ -98,7 +100,7 @@ def render(manifest: str, branch: str | None, out: Path | None, check: bool, ver
               help="For a variant whose folder is absent, check the weights on its Hub revision (headers only).")
 @verbosity_options
 @_reports_errors
-def check(manifest: str, branch: str | None, as_json: bool, remote: bool, verbosity: int) -> None:
+def check_command(manifest: str, branch: str | None, as_json: bool, remote: bool, verbosity: int) -> None:
     """Verify each variant's checkpoint against its config and the manifest (headers only).
 
     Checks config (C), index and shards (I), tensors and KV-cache scales (T), what is quantized (K) and the
@@ -123,7 +125,7 @@ def check(manifest: str, branch: str | None, as_json: bool, remote: bool, verbos
         sys.exit(EXIT_FAILED)
 
 
-@main.command()
+@main.command("init")
 @click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--repo-id", metavar="ID", help="The Hub repository, namespace/name.")
 @click.option("--out", "-o", default="branches.yaml", show_default=True, type=click.Path(path_type=Path),
@@ -131,7 +133,7 @@ def check(manifest: str, branch: str | None, as_json: bool, remote: bool, verbos
 @click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
 @verbosity_options
 @_reports_errors
-def init(folders: tuple[Path, ...], repo_id: str | None, out: Path, force: bool, verbosity: int) -> None:
+def init_command(folders: tuple[Path, ...], repo_id: str | None, out: Path, force: bool, verbosity: int) -> None:
     """Write a starting branches.yaml from existing checkpoint FOLDERS, facts filled in from the weights.
 
     The title comes from --repo-id's name; quantize.py and log.txt beside the manifest become `files:` (other
@@ -189,8 +191,8 @@ def eval_group() -> None:
 @evo.execution_options
 @verbosity_options
 @_reports_errors
-def eval_dump(source: Any, out: Path, text: Any, windows_from: Path | None, settings: Any, execution: Any,
-              verbosity: int) -> None:
+def eval_dump(source: ModelSource, out: Path, text: TextSource | None, windows_from: Path | None,
+              settings: DumpSettings, execution: Execution, verbosity: int) -> None:
     """Dump one model's top-K log-probs over fixed token windows (resumable: rerun to finish)."""
     from dataclasses import replace
 
@@ -248,7 +250,7 @@ def eval_score(reference: Path, variants: tuple[Path, ...], branches: tuple[str,
 @evo.run_settings_options
 @verbosity_options
 @_reports_errors
-def eval_run(manifest: str, reference: Any, variant_options: evo.VariantOptions, settings: Any,
+def eval_run(manifest: str, reference: ModelSource, variant_options: evo.VariantOptions, settings: RunSettings,
              verbosity: int) -> None:
     """Dump the reference once and every branch evaluation.kld names, and score them, as the manifest configures."""
     from publish.commands.eval import run

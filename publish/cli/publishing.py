@@ -32,13 +32,18 @@ _prune_option = click.option(
 _card_only_option = click.option(
     "--card-only", is_flag=True,
     help="Only the README and the shared files; the weights already on each Hub revision are checked and kept.")
+_create_pr_option = click.option(
+    "--create-pr", is_flag=True,
+    help="A Hub pull request per changed variant instead of a commit to its branch, for review (plan: what each "
+         "would hold, and one already open).")
 _json_option = click.option("--json", "as_json", is_flag=True,
                             help="Print a machine-readable report (versioned, stable keys).")
 
 
 def publishing_options(command: F) -> F:
-    """The options `plan` and `push` share: --manifest, --prune, --card-only, --json and -q/-v."""
-    for option in (verbosity_options, _json_option, _card_only_option, _prune_option, manifest_option):
+    """The options `plan` and `push` share: --manifest, --prune, --card-only, --create-pr, --json and -q/-v."""
+    for option in (verbosity_options, _json_option, _create_pr_option, _card_only_option, _prune_option,
+                   manifest_option):
         command = option(command)
     return command
 
@@ -47,17 +52,19 @@ def publishing_options(command: F) -> F:
 @branch_option
 @publishing_options
 @reports_errors
-def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, as_json: bool, verbosity: int) -> None:
+def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, create_pr: bool, as_json: bool,
+         verbosity: int) -> None:
     """Show, per variant, the files a push would add, update, delete or leave unchanged. Uploads nothing.
 
     Files the manifest's `exclude:` globs leave out are listed, and so are a recipe or log beside the manifest
-    that `files:` does not list. Hashes only the files it must compare: those the Hub revision holds at the same
-    path and size.
+    that `files:` does not list. Unchanged files collapse into one line (-v lists them). Hashes only the files it
+    must compare: those the Hub revision holds at the same path and size. Needs only read access: a token the Hub
+    refuses fails (exit 2); without a token it warns and reads anonymously.
     """
     from publish.commands.push import PushSettings
     from publish.commands.push import plan as plan_variants
 
-    settings = PushSettings(branch=branch, dry_run=True, prune=prune, card_only=card_only,
+    settings = PushSettings(branch=branch, dry_run=True, prune=prune, card_only=card_only, create_pr=create_pr,
                             cache=hash_cache_location())
     _run_push(plan_variants, manifest, settings, verbosity, as_json)
 
@@ -72,7 +79,7 @@ def plan(manifest: str, branch: str | None, prune: bool, card_only: bool, as_jso
 @reports_errors
 def push(
     manifest: str, branch: str | None, all_: bool, dry_run: bool, message: str | None, tag: str | None,
-    prune: bool, card_only: bool, as_json: bool, verbosity: int,
+    prune: bool, card_only: bool, create_pr: bool, as_json: bool, verbosity: int,
 ) -> None:
     """Check, render and publish variants, each to its own branch in one atomic, verified commit.
 
@@ -82,7 +89,14 @@ def push(
     commit, and a concurrent push to the branch is detected, never overwritten. A variant whose folder is missing
     is an error; --card-only publishes the card of weights already on the Hub. A --tag that already names another
     commit is refused before committing. Each step is reported as it happens; failed requests are retried
-    (honouring the Hub's Retry-After) and each retry is reported.
+    (honouring the Hub's Retry-After) and each retry is reported. Each published card is kept in
+    cards/<branch>/README.md, so `hubpub render --check` passes after a push; a commit an earlier push left
+    unverified is verified first.
+
+    With --create-pr each changed variant's commit opens a Hub pull request against its branch (refs/pr/N,
+    verified there) and the branch stays as it is; a re-run of the same push reports the open pull request instead
+    of opening another. Tag after merging. A Trusted Publisher's token (HF_OIDC_RESOURCE) is exchanged again when it
+    expires during the push.
     """
     from publish.commands.push import PushSettings
     from publish.commands.push import push as push_variants
@@ -91,7 +105,7 @@ def push(
     if bool(branch) == all_:
         raise UsageError("give exactly one of --branch NAME or --all")
     settings = PushSettings(branch=branch, dry_run=dry_run, prune=prune, card_only=card_only, message=message,
-                            tag=tag, cache=hash_cache_location())
+                            tag=tag, create_pr=create_pr, cache=hash_cache_location())
     _run_push(push_variants, manifest, settings, verbosity, as_json)
 
 
@@ -111,5 +125,16 @@ def _run_push(command: Callable[..., PushResult], manifest: str, settings: PushS
     console.close()
     if as_json:
         click.echo(json.dumps(console.report(dry_run=settings.dry_run), indent=2))
-    elif verbosity >= 0:
-        click.echo(f"hashed {result.hashed_bytes:,} bytes (the rest came from the hash cache)", err=True)
+    elif verbosity >= 0 and (hashing := hashing_summary(result)) is not None:
+        click.echo(hashing, err=True)
+
+
+def hashing_summary(result: PushResult) -> str | None:
+    """One true line about what was hashed; None when no file needed its digest."""
+    if result.hashed_bytes and result.cached_bytes:
+        return f"hashed {result.hashed_bytes:,} bytes (the rest came from the hash cache)"
+    if result.hashed_bytes:
+        return f"hashed {result.hashed_bytes:,} bytes"
+    if result.cached_bytes:
+        return "hashed nothing: every digest came from the hash cache"
+    return None

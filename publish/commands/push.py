@@ -14,17 +14,16 @@ failure in a later variant never hides an earlier one's landed commit.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from publish import __version__
 from publish.card.provenance import Provenance, read_provenance
-from publish.card.render import make_environment, render_card
-from publish.checkpoint.report import Report, agreed_facts, examine
+from publish.card.render import CARDS_FOLDER, make_environment, render_card
+from publish.checkpoint.report import Report, agreed_facts, examine, other_facts
 from publish.checkpoint.reportcache import ReportCache, beside
-from publish.errors import CheckpointError, ChecksFailed, HubError, TagConflict
+from publish.errors import CheckpointError, ChecksFailed, HubError, TokenRenewalError, UsageError
 from publish.events import (
     Authenticated,
     Checked,
@@ -33,22 +32,26 @@ from publish.events import (
     Note,
     Planned,
     Progress,
+    PullRequestOpened,
     Tagged,
     Unchanged,
     Verified,
     ignore,
 )
 from publish.hub.client import Commit, Hub
+from publish.hub.describe import commit_description, what_landed
 from publish.hub.hashcache import HashCache, Prefetch
-from publish.hub.localfiles import file_set, kept, refuse_unsafe_files, shared_files, unhashed, with_digest
-from publish.hub.plan import LocalFile, Plan, make_plan, needs_digest
-from publish.hub.state import RemoteRepo, RemoteState
+from publish.hub.localfiles import digested, file_set, kept, refuse_unsafe_files, shared_files, unhashed
+from publish.hub.plan import LocalFile, Plan, make_plan, needs_digest, push_id
+from publish.hub.state import PullRequest, RemoteRepo, RemoteState
+from publish.hub.tags import refuse_moving_tag, release_tag
 from publish.hub.upload import Uploads
-from publish.hub.verify import verify
+from publish.hub.verify import VerifiedCommits, verify, verify_landed
 from publish.manifest.kldartifact import resolve as resolve_kld
 from publish.manifest.model import Manifest
 from publish.manifest.sharedfiles import unlisted
 from publish.manifest.variant import Variant
+from publish.util.atomic import write_if_changed
 from publish.util.listing import Listing, list_folder
 
 
@@ -63,10 +66,20 @@ class PushSettings:
     card_only: bool = False  # the weights are on the Hub, not here: push the README and the shared files only
     message: str | None = None  # the commit title (default "Publish <branch> with hubpub <version>")
     tag: str | None = None  # a release: each variant's resulting commit is tagged <tag>-<branch>
+    create_pr: bool = False  # a pull request per changed variant (refs/pr/N) instead of a commit to its branch
     cache: Path | None = None  # the hash cache file (recorded check reports beside it); None: remember nothing
+
+    def __post_init__(self) -> None:
+        if self.tag and self.create_pr:
+            raise UsageError("give at most one of --tag and --create-pr: a pull request is on no branch until it is "
+                             "merged", hint="merge the pull requests on the Hub, then run `hubpub push --tag "
+                                            "RELEASE` (it commits nothing and tags each branch's head)")
 
     def hash_cache(self) -> HashCache:
         return HashCache(self.cache)
+
+    def verified_commits(self) -> VerifiedCommits:
+        return VerifiedCommits(self.cache.with_name("verified.json") if self.cache is not None else None)
 
     def report_cache(self) -> ReportCache | None:
         return ReportCache(beside(self.cache)) if self.cache is not None else None
@@ -85,12 +98,14 @@ class VariantPush:
 class PushResult:
     variants: tuple[VariantPush, ...]
     hashed_bytes: int = 0  # bytes read to hash them this run (0 when every digest came from the cache)
+    cached_bytes: int = 0  # bytes whose digest came from the hash cache instead
 
 
 def plan(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), *, emit: Emit = ignore) -> PushResult:
     """Compare each selected variant with its Hub revision and report the plan; create and upload nothing.
 
-    Raises what `push` raises before its first write: exit code 2 for bad input, 1 for failed checks or a Hub
+    Raises what `push` raises before its first write: exit code 2 for bad input or a token the Hub refuses (a
+    plan needs only read access; without a token it warns and reads anonymously), 1 for failed checks or a Hub
     failure.
     """
     return push(manifest, hub, replace(settings, dry_run=True), emit=emit)
@@ -107,8 +122,13 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
     Raises, with the CLI's exit code: AuthError (2) for a missing, refused or read-only token; CheckpointError,
     UnsafeFileError, ManifestError (2) for a missing folder, a file that must not be uploaded or a bad shared file;
     ChecksFailed, FactMismatch (1) when the weights fail the checks or contradict the manifest; TagConflict,
-    ConcurrentPushError, HubError (1) when the Hub refuses, fails, or the pushed revision does not verify. Nothing
-    is created or uploaded before the checks pass.
+    ConcurrentPushError, HubError (1) when the Hub refuses, fails, or the pushed revision does not verify;
+    TokenRenewalError (1), naming what landed, when a Trusted Publisher's token expired and could not be exchanged
+    again. Nothing is created or uploaded before the checks pass.
+
+    With `create_pr`, each changed variant's commit opens a Hub pull request against its branch instead (verified
+    on refs/pr/N; the branch stays as it is), and a re-run finds the pull request its push id already opened
+    instead of opening another (`tag` and `create_pr` together are a UsageError: tag after merging).
     """
     variants = manifest.select(settings.branch)
     for warning in unlisted(manifest.root, manifest.files, manifest.source.name):
@@ -117,6 +137,9 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
     cache = settings.hash_cache()
     if not settings.dry_run:
         emit(Authenticated(hub.require_write_token(), hub.endpoint))
+    elif hub.check_read_token() is None:
+        emit(Note(None, "warning: no Hub token (HF_TOKEN or `hf auth login`): planning with anonymous access, "
+                        "so a private repository looks absent"))
     if not settings.card_only:
         _require_folders(manifest, variants)
     # Listed once: the checks read the whole listing; the files `exclude:` keeps are refused if unsafe before any
@@ -131,10 +154,12 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
     if not settings.dry_run:  # a push needs every digest: hashing runs during the checks and the uploads
         hashing.add([*(f.path for listing, _ in uploads.values() for f in listing.files), *shared.values()])
     remote = RemoteRepo(hub, manifest.repo_id)
+    verified = settings.verified_commits()
     try:
         report = _checked(manifest, variants, hub, settings, listings, remote)
         emit(Checked(report.summary()))
-        facts = agreed_facts(manifest, report.facts())
+        facts = agreed_facts(manifest, {**({} if settings.card_only else other_facts(manifest, variants, settings.report_cache())),
+                                         **report.facts()})
         env = make_environment(manifest.root / "templates")
         provenance = read_provenance(manifest.root)
         steps = []
@@ -147,18 +172,19 @@ def push(manifest: Manifest, hub: Hub, settings: PushSettings = PushSettings(), 
                 notes = ("card-only: the weights on the Hub revision were checked and are left as they are", *notes)
             for note in notes:
                 emit(Note(variant.branch, note))
-            step = _VariantStep(manifest, variant, unhashed(files), notes, hub, remote, settings, hashing, emit)
+            step = _VariantStep(manifest, variant, unhashed(files), notes, hub, remote, settings, hashing, emit, card,
+                                verified)
             step.plan()
             steps.append(step)
         results = _publish(steps, hub, hashing, emit, provenance, report) if not settings.dry_run else [
-            VariantPush(s.variant.branch, s.planned, tag=s.tag, notes=s.notes) for s in steps]
+            s.opened_before or VariantPush(s.variant.branch, s.planned, tag=s.tag, notes=s.notes) for s in steps]
         hashing.wait()
     except BaseException:
         hashing.cancel()
         raise
     finally:
         cache.save()
-    return PushResult(tuple(results), cache.hashed_bytes)
+    return PushResult(tuple(results), cache.hashed_bytes, cache.cached_bytes)
 
 
 def _publish(steps: list[_VariantStep], hub: Hub, hashing: Prefetch, emit: Emit, provenance: Provenance,
@@ -166,18 +192,20 @@ def _publish(steps: list[_VariantStep], hub: Hub, hashing: Prefetch, emit: Emit,
     """Every plan's uploads start at once; each variant then commits, verifies and tags in turn, as soon as its
     own files are up."""
     uploads = Uploads(hub, hashing, lambda file: digested(file, hashing), emit)
-    uploads.start([s.planned for s in steps if not s.planned.is_noop])
+    uploads.start([s.planned for s in steps if not s.planned.is_noop and s.opened_before is None])
+    results: list[VariantPush] = []
     try:
-        return [step.publish(uploads, provenance, report) for step in steps]
+        for step in steps:
+            try:
+                results.append(step.publish(uploads, provenance, report))
+            except TokenRenewalError as error:  # say what landed before the token ran out
+                landed = what_landed([(r.branch, r.commit) for r in results], (step.variant.branch, step.landed),
+                                     [s.variant.branch for s in steps[len(results) + 1 :]])
+                raise TokenRenewalError(f"{error.message}\n{landed}",
+                                        hint=f"{error.hint}; then push again: what landed is skipped") from None
+        return results
     finally:
         uploads.stop()
-
-
-def digested(file: LocalFile, hashing: Prefetch) -> LocalFile:
-    """`file` with its digest, waiting for the background hashing if it is not done yet."""
-    if file.hashed or file.source is None:
-        return file
-    return with_digest(file, hashing.result(file.source))
 
 
 def _require_folders(manifest: Manifest, variants: Sequence[Variant]) -> None:
@@ -237,9 +265,13 @@ class _VariantStep:
     settings: PushSettings
     hashing: Prefetch
     emit: Emit
+    card: str  # the README this push publishes; kept in cards/<branch>/ once the revision holds it
+    verified: VerifiedCommits
     state: RemoteState = field(init=False)
     planned: Plan = field(init=False)
     tag: str | None = field(init=False)
+    opened_before: VariantPush | None = None  # --create-pr: an open pull request already holds these changes
+    landed: Commit | None = None  # set as soon as the commit is made, before it is verified
 
     def digest(self, file: LocalFile) -> LocalFile:
         return digested(file, self.hashing)
@@ -249,7 +281,7 @@ class _VariantStep:
         state = self.remote.state(branch)
         self.tag = release_tag(settings.tag, branch) if settings.tag else None
         if self.tag:
-            _refuse_moving_tag(repo_id, self.tag, state)  # before a branch is created for a release that cannot be
+            refuse_moving_tag(repo_id, self.tag, state)  # before a branch is created for a release that cannot be
         if settings.dry_run:
             # A plan hashes only the files it must compare: those the revision holds at the same path and size.
             self.hashing.add(f.source for f in needs_digest(self.local, state.files) if f.source is not None)
@@ -263,32 +295,85 @@ class _VariantStep:
         )
         self.emit(Planned(self.planned))
         if self.tag:
-            _refuse_moving_tag(repo_id, self.tag, state, self.planned)
+            refuse_moving_tag(repo_id, self.tag, state, self.planned)
+        if settings.create_pr and not self.planned.is_noop:
+            self.opened_before = self._opened_before()
+            if self.opened_before is None and settings.dry_run:
+                self.emit(Note(branch, f"push --create-pr opens a pull request against {branch} with these changes; "
+                                       "the branch stays as it is until it is merged"))
         return self.planned
+
+    def _opened_before(self) -> VariantPush | None:
+        """The open pull request against the branch whose commit records this push's id (an earlier run of the
+        same push opened it), reported; None when there is none. Files are hashed for the id only when some pull
+        request is open against the branch."""
+        planned, hub = self.planned, self.hub
+        if not planned.branch_exists:
+            return None
+        candidates = [pr for pr in hub.pull_requests(planned.repo_id, planned.branch) if pr.push_id]
+        if not candidates:
+            return None
+        added = [c.local for c in planned.uploads if c.local is not None]
+        self.hashing.add(f.source for f in added if f.source is not None and not f.hashed)
+        wanted = push_id(planned, [self.digest(f) for f in added])
+        found: PullRequest | None = next((pr for pr in candidates if pr.push_id == wanted), None)
+        if found is None:
+            return None
+        self.emit(PullRequestOpened(planned.branch, found.num, found.url, found.revision, found.head, existing=True))
+        commit = Commit(found.head, f"{hub.endpoint}/{planned.repo_id}/commit/{found.head}", found)
+        return VariantPush(planned.branch, planned, commit, None,
+                           (*self.notes, f"pull request #{found.num} already holds these changes"))
 
     def publish(self, uploads: Uploads, provenance: Provenance, report: Report) -> VariantPush:
         repo_id, branch, hub, planned, tag, state = (
             self.manifest.repo_id, self.variant.branch, self.hub, self.planned, self.tag, self.state)
         if planned.is_noop:
-            self.emit(Unchanged(branch))
+            if state.head and self.verified.unverified(hub, repo_id, state.head):
+                # A commit of an earlier push that landed but was never verified: verify it now.
+                verify_landed(hub, planned, Commit(state.head, f"{hub.endpoint}/{repo_id}/commit/{state.head}"),
+                              [self.digest(file) for file in self.local], self.verified, every_header=True)
+                self.emit(Unchanged(branch, verified=state.head))
+            else:
+                self.emit(Unchanged(branch))
+            self._keep_card()
             if tag and state.head:
                 self._tag(tag, state.head, state)
             return VariantPush(branch, planned, None, tag, (*self.notes, "unchanged: nothing to commit"))
+        earlier = self.opened_before.commit if self.opened_before is not None else None
+        if self.opened_before is not None and earlier is not None and earlier.pull_request is not None:
+            # Verified again: it must still hold exactly these changes.
+            verify(hub, planned, earlier.pull_request.revision, [self.digest(file) for file in self.local])
+            self.emit(Verified(branch, earlier.oid))
+            return self.opened_before
         uploads.wait(planned)
         local = [self.digest(file) for file in self.local]
+        additions = [self.digest(c.local) for c in planned.uploads if c.local is not None]
         commit = hub.commit(
-            repo_id, branch, additions=[self.digest(c.local) for c in planned.uploads if c.local is not None],
+            repo_id, branch, additions=additions,
             deletions=[c.path for c in planned.deletions], parent=planned.parent_commit or "",
             title=self.settings.message or f"Publish {branch} with hubpub {__version__}",
-            description=_description(planned, provenance, report.summary(), uuid.uuid4().hex),
+            description=commit_description(planned, provenance, report.summary(), push_id(planned, additions)),
+            create_pr=self.settings.create_pr,
         )
-        self.remote.committed(branch, commit.oid)
-        self.emit(Committed(branch, commit.oid, commit.url))
-        verify(hub, planned, commit.oid, local)
+        self.landed, opened = commit, commit.pull_request
+        if opened is not None:  # the branch did not move
+            self.emit(PullRequestOpened(branch, opened.num, opened.url, opened.revision, commit.oid))
+        else:
+            self.remote.committed(branch, commit.oid)
+            self.emit(Committed(branch, commit.oid, commit.url))
+        verify_landed(hub, planned, commit, local, self.verified, revision=opened.revision if opened else None)
         self.emit(Verified(branch, commit.oid))
+        if opened is None:  # a pull request leaves the branch, and so its card, as they were
+            self._keep_card()
         if tag:
             self._tag(tag, commit.oid, state)
         return VariantPush(branch, planned, commit, tag, self.notes)
+
+    def _keep_card(self) -> None:
+        """Leave the card the revision holds in cards/<branch>/README.md, so `hubpub render --check` passes."""
+        path = self.manifest.root / CARDS_FOLDER / self.variant.branch / "README.md"
+        if write_if_changed(path, self.card):
+            self.emit(Note(self.variant.branch, f"card saved to {path}"))
 
     def _prepare(self, state: RemoteState) -> RemoteState:
         """Create the repository and the branch when they do not exist yet; the branch's state then."""
@@ -310,38 +395,3 @@ class _VariantStep:
             self.hub.create_tag(self.manifest.repo_id, tag, commit, f"hubpub release {tag}")
             self.remote.tagged(tag, commit)
         self.emit(Tagged(self.variant.branch, tag, commit, created))
-
-
-def release_tag(tag: str, branch: str) -> str:
-    """Hub tags are repository-wide, so each variant's release commit gets its own: v1.0.0-gs128."""
-    return f"{tag}-{branch}"
-
-
-def _refuse_moving_tag(repo_id: str, tag: str, state: RemoteState, planned: Plan | None = None) -> None:
-    """A release tag is created, or accepted when it already names the commit this push leaves the branch at;
-    anything else is refused before a commit is made, never silently left pointing elsewhere. Without the plan,
-    only what the branch's state already rules out: a tag on another commit than the branch's head."""
-    existing = state.tags.get(tag)
-    if existing is None or (existing == state.head and (planned is None or planned.is_noop)):
-        return
-    raise TagConflict(
-        f"tag {tag!r} of {repo_id} already names commit {existing[:12]}, not the commit this push makes; "
-        "nothing was committed",
-        hint="release under a new version, or delete the old tag on the Hub first if it was a mistake",
-    )
-
-
-def _description(planned: Plan, provenance: Provenance, checks: str, push_id: str) -> str:
-    source = "not in git"
-    if provenance.commit:
-        source = provenance.commit
-        if provenance.tag:
-            source += f" (tag {provenance.tag})"
-        source += ", uncommitted changes" if provenance.dirty else ", clean"
-    return "\n".join([
-        f"Published by hubpub {provenance.version}.",
-        f"Source: {source}",
-        f"Checks: {checks}",
-        f"Files: {planned.summary()}",
-        f"hubpub-push-id: {push_id}",
-    ])

@@ -8,18 +8,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from publish.card.provenance import read_provenance
-from publish.card.render import PROVENANCE_MARK, make_environment, render_card
+from publish.card.render import CARDS_FOLDER, PROVENANCE_MARK, make_environment, render_card
 from publish.checkpoint.report import Report, agreed_facts, examine
 from publish.checkpoint.reportcache import ReportCache
 from publish.errors import ChecksFailed
 from publish.manifest.kldartifact import resolve as resolve_kld
 from publish.manifest.model import Manifest
-from publish.util.atomic import atomic_write
+from publish.util.atomic import write_if_changed
 
 if TYPE_CHECKING:
     from publish.checkpoint.facts import WeightFacts
 
-DEFAULT_OUT = "cards"
+DEFAULT_OUT = CARDS_FOLDER
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,7 @@ def render(
 
 
 def _write(branch: str, path: Path, text: str) -> RenderedCard:
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return RenderedCard(branch, path, text, "unchanged")
-    atomic_write(path, text)
-    return RenderedCard(branch, path, text, "written")
+    return RenderedCard(branch, path, text, "written" if write_if_changed(path, text) else "unchanged")
 
 
 def _compare(branch: str, path: Path, text: str) -> RenderedCard:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext, redirect_stderr
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,9 @@ from publish.errors import DumpError, EvalError
 from publish.eval.dumps import DumpInfo, WindowLogprobs, partial_done, write_partial
 from publish.events import Emit, ignore, retries_to
 from publish.util.modelconfig import text_setting
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # Called with (windows done, windows in all) when a dump starts and after each window.
 WindowProgress = Callable[[int, int], None]
@@ -107,7 +110,7 @@ def dataset_text(name: str, split: str, config: str | None = None, column: str =
     return "\n\n".join(rows[column])
 
 
-def load_tokenizer(name: str, revision: str | None = None) -> Any:
+def load_tokenizer(name: str, revision: str | None = None) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     try:

@@ -13,14 +13,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
-from publish.errors import AuthError, ConcurrentPushError, HubError, scrub
-from publish.events import Emit, ignore, retries_to
-from publish.hub.failures import hub_errors, retryable, status_of
-from publish.hub.plan import LocalFile, RemoteFile
-from publish.hub.state import RemoteRepo, RemoteState
-from publish.util.retry import Retrier, RetryingClient, RetryPolicy, always
+from publish.errors import AuthError, ConcurrentPushError, HubError
+from publish.events import Emit, TokenRenewed, ignore, retries_to
+from publish.hub.auth import TrustedPublisher, keep_huggingface_hub_from_exchanging, may_write
+from publish.hub.failures import host_of, hub_errors, reason_for, retryable, status_of
+from publish.hub.plan import LocalFile, RemoteFile, push_id_in
+from publish.hub.session import not_a_commit, use_retrying_session
+from publish.hub.state import PullRequest, RemoteRepo, RemoteState
+from publish.util.retry import Retrier, RetryPolicy, always
 
 if TYPE_CHECKING:
     import httpx2
@@ -36,13 +39,15 @@ T = TypeVar("T")
 class Commit:
     oid: str
     url: str
+    pull_request: PullRequest | None = None  # set when the commit opened a pull request instead of moving a branch
 
 
 class Hub:
     """A Hub endpoint and a token. The token is kept private: it never appears in a message.
 
     `policy`, `sleep` and `clock` set how failed requests are retried (tests inject the last two); each retry is
-    announced to `emit` as a `Retrying` event.
+    announced to `emit` as a `Retrying` event. With a Trusted Publisher (`publisher`) the token is not fixed: it is
+    exchanged on the first request, and again before a request it would not outlive (said to `emit`).
     """
 
     def __init__(
@@ -54,33 +59,36 @@ class Hub:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         emit: Emit = ignore,
+        publisher: TrustedPublisher | None = None,
     ) -> None:
         from huggingface_hub import HfApi
 
         use_retrying_session()
         self.endpoint = (endpoint or "https://huggingface.co").rstrip("/")
-        self._token = token
-        self._api = HfApi(endpoint=self.endpoint, token=token or False)
+        self.publisher = publisher
+        if publisher is not None:
+            keep_huggingface_hub_from_exchanging()
+        self._token = token or (publisher.token if publisher else None)
+        self._emit = emit
+        self._api = HfApi(endpoint=self.endpoint, token=self._token or False)
         self._retrier = Retrier(policy or RetryPolicy(), sleep=sleep, clock=clock, announce=retries_to(emit))
         self._operations: dict[tuple[str, str, str], CommitOperationAdd] = {}
         self._lock = threading.Lock()  # uploads run in a few threads
 
     @classmethod
     def from_environment(cls, *, emit: Emit = ignore) -> Hub:
-        """HF_ENDPOINT (self-hosted hubs) and the token from HF_TOKEN or huggingface_hub's stored login."""
+        """HF_ENDPOINT (self-hosted hubs) and the token: a Trusted Publisher's when HF_OIDC_RESOURCE is set (as
+        huggingface_hub's get_token() decides), else HF_TOKEN or huggingface_hub's stored login."""
         from huggingface_hub import get_token
-        from huggingface_hub.errors import OIDCError
 
-        try:
-            token = get_token()
-        except OIDCError as error:  # a Trusted Publisher was asked for (HF_OIDC_RESOURCE) and could not answer
-            raise AuthError(f"Trusted Publisher login failed: {scrub(str(error))}",
-                            hint="run in GitHub Actions with `permissions: id-token: write`, or unset "
-                                 "HF_OIDC_RESOURCE and provide HF_TOKEN") from None
-        return cls(endpoint=os.environ.get("HF_ENDPOINT"), token=token, emit=emit)
+        endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+        publisher = TrustedPublisher.from_environment(endpoint)
+        if publisher is None:
+            return cls(endpoint=endpoint, token=get_token(), emit=emit)
+        return cls(endpoint=endpoint, publisher=publisher, emit=emit)  # the first request exchanges GitHub's token
 
     def require_token(self) -> None:
-        if not self._token:
+        if not self._token and self.publisher is None:  # a Trusted Publisher exchanges on the first request
             raise AuthError(
                 "no Hub token found",
                 hint="set HF_TOKEN in the environment (never on the command line) or run `hf auth login`",
@@ -94,11 +102,22 @@ class Hub:
         self.require_token()
         info = self._call(lambda: self._api.whoami(), "check the token (whoami)")
         access = (info.get("auth") or {}).get("accessToken") or {}
-        if access.get("role") == "read":
+        if not may_write(access):
             raise AuthError(
-                f"the token ({access.get('displayName') or 'unnamed'}) of {info.get('name')} is read-only",
-                hint="create a token with write access at https://huggingface.co/settings/tokens",
+                f"the token ({access.get('displayName') or 'unnamed'}) of {info.get('name')} is valid but "
+                "read-only: it may not create or push to repositories",
+                hint="create a token with write access at https://huggingface.co/settings/tokens (a fine-grained "
+                     "token needs write access to this repository), then set HF_TOKEN",
             )
+        return str(info.get("name") or "")
+
+    def check_read_token(self) -> str | None:
+        """For a plan, which only reads: the account the token belongs to, or None without a token (anonymous
+        reads see public repositories only). A token the Hub refuses fails here, instead of making every
+        repository look absent."""
+        if not self._token:
+            return None
+        info = self._call(lambda: self._api.whoami(), "check the token (whoami)")
         return str(info.get("name") or "")
 
     # -- reading --------------------------------------------------------------------------------------------
@@ -206,26 +225,30 @@ class Hub:
         parent: str,
         title: str,
         description: str,
+        create_pr: bool = False,
     ) -> Commit:
-        """One commit holding every addition and deletion, made only if `branch` is still at `parent`.
+        """One commit holding every addition and deletion, made only if `branch` is still at `parent`; with
+        `create_pr`, made on top of `parent` as a new pull request against `branch`, which stays where it is.
 
-        The commit request itself is never sent twice blindly: after a failure the branch is read first, and a
-        commit that landed (its answer was lost) is recognised by the push id ending `description`.
+        The commit request itself is never sent twice blindly: after a failure the branch (or its open pull
+        requests) is read first, and a commit that landed (its answer was lost) is recognised by the push id ending
+        `description`.
         """
         from huggingface_hub import CommitOperationDelete
 
         operations: list[CommitOperationAdd | CommitOperationDelete] = [
             self._operation(branch, file, taken=True) for file in additions]
         operations += [CommitOperationDelete(path_in_repo=path) for path in deletions]
-        what, policy = f"commit to {repo_id}@{branch}", self._retrier.policy
+        what = f"open a pull request against {repo_id}@{branch}" if create_pr else f"commit to {repo_id}@{branch}"
+        policy = self._retrier.policy
         for attempt in range(policy.retries + 1):
             try:
                 info = self._call(
                     lambda: self._api.create_commit(
                         repo_id, operations, commit_message=title, commit_description=description,
-                        revision=branch, parent_commit=parent,
+                        revision=branch, parent_commit=parent, create_pr=create_pr,
                     ),
-                    what, replay=_not_a_commit,
+                    what, replay=not_a_commit,
                 )
             except HubError as error:
                 cause = error.__cause__
@@ -237,17 +260,53 @@ class Hub:
                     ) from None
                 if not retryable(cause, policy.statuses) or attempt == policy.retries:
                     raise
-                landed = self._landed(repo_id, branch, parent, description)
+                landed = self._landed(repo_id, branch, parent, description, create_pr)
                 if landed is not None:  # the commit went through; only its answer was lost
                     return landed
-                self._retrier.pause(what, attempt + 1, _host(self.endpoint), _reason(cause, self.endpoint),
+                self._retrier.pause(what, attempt + 1, host_of(self.endpoint), reason_for(cause, self.endpoint),
                                     getattr(cause, "response", None))
                 continue
-            return Commit(info.oid, info.commit_url)
+            opened = None
+            if info.pr_url and info.pr_num is not None and info.pr_revision:
+                opened = PullRequest(info.pr_num, info.pr_url, info.pr_revision, info.oid, push_id_in(description))
+            return Commit(info.oid, info.commit_url, opened)
         raise AssertionError("unreachable")
 
-    def _landed(self, repo_id: str, branch: str, parent: str, description: str) -> Commit | None:
-        """After a failed commit request: did our commit land anyway (same push id, right on top of parent)?"""
+    def pull_requests(self, repo_id: str, branch: str) -> list[PullRequest]:
+        """The open pull requests against `branch`, newest first, each with the push id its newest commit records
+        (None for one hubpub did not open)."""
+        api, found = self._api, []
+        listed = self._call(
+            lambda: list(api.get_repo_discussions(repo_id, discussion_type="pull_request", discussion_status="open")),
+            f"list the open pull requests of {repo_id}",
+        )
+        for discussion in listed:
+            num = discussion.num
+            details = self._call(partial(api.get_discussion_details, repo_id, num),
+                                 f"read pull request #{num} of {repo_id}")
+            if details.target_branch not in (branch, f"refs/heads/{branch}") or not discussion.git_reference:
+                continue
+            revision = discussion.git_reference
+            commits = self._call(partial(api.list_repo_commits, repo_id, revision=revision),
+                                 f"read the history of {repo_id}@{revision}")
+            newest = commits[0] if commits else None
+            found.append(PullRequest(
+                discussion.num, discussion.url, revision, newest.commit_id if newest else "",
+                push_id_in(f"{newest.title}\n\n{newest.message}") if newest else None,
+            ))
+        return found
+
+    def find_pull_request(self, repo_id: str, branch: str, push_id: str) -> PullRequest | None:
+        """The open pull request against `branch` whose newest commit records `push_id`, if any."""
+        return next((pr for pr in self.pull_requests(repo_id, branch) if pr.push_id == push_id), None)
+
+    def _landed(self, repo_id: str, branch: str, parent: str, description: str, create_pr: bool) -> Commit | None:
+        """After a failed commit request: did our commit land anyway (same push id, right on top of parent, or in
+        an open pull request)?"""
+        push_id = push_id_in(description)
+        if create_pr:
+            opened = self.find_pull_request(repo_id, branch, push_id) if push_id else None
+            return Commit(opened.head, f"{self.endpoint}/{repo_id}/commit/{opened.head}", opened) if opened else None
         refs = self.refs(repo_id)
         head = refs.heads.get(branch) if refs is not None else None
         if head is None or head == parent:
@@ -276,33 +335,31 @@ class Hub:
 
     def _call(self, request: Callable[[], T], what: str,
               replay: Callable[[httpx2.Request], bool] = always) -> T:
-        """Run one HfApi call: its requests follow the retry policy, and its failure reads as a HubError."""
+        """Run one HfApi call: its requests follow the retry policy, and its failure reads as a HubError.
+
+        A Trusted Publisher's token is renewed first when it is about to expire, and once more (then the call
+        repeated) when the Hub refused it: a 401 means nothing was done."""
+        self._renew(what)
+        used = self._token
+        try:
+            with self._retrier.scope(what, replay), hub_errors(what, self.endpoint, self._token):
+                return request()
+        except AuthError as error:
+            if self.publisher is None or status_of(error.__cause__) != 401:
+                raise
+            self._renew(what, refused=used)
         with self._retrier.scope(what, replay), hub_errors(what, self.endpoint, self._token):
             return request()
 
-
-_SESSION_LOCK = threading.Lock()
-_session_installed = False
-
-
-def use_retrying_session() -> None:
-    """Make huggingface_hub send its requests through a RetryingClient (once per process), configured as its own
-    default client is, so that retries happen in one place and follow one policy."""
-    global _session_installed
-    with _SESSION_LOCK:
-        if _session_installed:
+    def _renew(self, what: str, *, refused: str | None = None) -> None:
+        """A Trusted Publisher's new token, when the current one is about to expire or was refused; said in one
+        line (the first exchange, the login, goes unsaid)."""
+        renewed = self.publisher.renew(what, refused=refused) if self.publisher is not None else None
+        if renewed is None:
             return
-        from huggingface_hub import set_client_factory
-        from huggingface_hub.utils._http import hf_request_event_hook
-
-        set_client_factory(lambda: RetryingClient(event_hooks={"request": [hf_request_event_hook]},
-                                                  follow_redirects=True, timeout=None))
-        _session_installed = True
-
-
-def _not_a_commit(request: httpx2.Request) -> bool:
-    """Every request but the commit itself may be sent again; Hub.commit decides about the commit."""
-    return not (request.method == "POST" and "/commit/" in request.url.path)
+        self._token = self._api.token = renewed.token
+        if renewed.why:
+            self._emit(TokenRenewed(what, renewed.why))
 
 
 def _new_operation(file: LocalFile) -> CommitOperationAdd:
@@ -318,16 +375,3 @@ def _sha256(file: LocalFile) -> str:
     if file.sha256 is None:
         raise ValueError(f"{file.path} must be hashed before it is uploaded")
     return file.sha256
-
-
-def _host(endpoint: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(endpoint).hostname or endpoint
-
-
-def _reason(error: BaseException | None, endpoint: str) -> str:
-    status = status_of(error)
-    if status is not None:
-        return f"{status} from {_host(endpoint)}"
-    return f"{type(error).__name__} talking to {_host(endpoint)}"

@@ -50,7 +50,11 @@ def describe(error: Exception, what: str, endpoint: str, token: str | None) -> H
         said = hub_message(error)
         reply = "the Hub refused the token (401)" if status == 401 else f"the Hub answered {status}"
         text = f"cannot {what}: {reply}" + (f": {said}" if said else "")
-        if status in (401, 403):
+        if status == 401:
+            return AuthError(text, hint="the token is invalid, expired or revoked: create one at "
+                                        "https://huggingface.co/settings/tokens and set HF_TOKEN (or run "
+                                        "`hf auth login`)")
+        if status == 403:
             return AuthError(text, hint="use a token with write access to this repository (HF_TOKEN)")
         return HubError(scrub(text, token), hint=hint_for(status, endpoint))
     if isinstance(error, RetriesExhausted | httpx2.TransportError):
@@ -94,3 +98,16 @@ def hint_for(status: int | None, endpoint: str) -> str:
     if status is not None and status >= 500:
         return "the Hub is failing; nothing was overwritten: push again later (unchanged files are skipped)"
     return "run `hubpub plan` to see the Hub's state, then push again"
+
+
+def host_of(endpoint: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(endpoint).hostname or endpoint
+
+
+def reason_for(error: BaseException | None, endpoint: str) -> str:
+    status = status_of(error)
+    if status is not None:
+        return f"{status} from {host_of(endpoint)}"
+    return f"{type(error).__name__} talking to {host_of(endpoint)}"

@@ -65,6 +65,7 @@ class HashCache:
         self.location = location
         self._store = JsonStore(location, HASH_CACHE_VERSION)
         self.hashed_bytes = 0  # bytes actually read this run: 0 on a warm cache
+        self.cached_bytes = 0  # bytes whose digest the cache already held this run
         self._entries: dict[str, list[Any]] = {}
         self._clean: dict[str, list[int]] = {}  # files scanned and found free of tokens, by the same identity
         self._dirty = False
@@ -82,6 +83,8 @@ class HashCache:
         current = stamp(real)
         entry = self._entries.get(key)
         if entry is not None and entry[:3] == current:
+            with self._lock:
+                self.cached_bytes += current[0]
             return Digest(current[0], str(entry[3]), entry[4] if entry[4] is None else str(entry[4]))
         found = digest_file(real)
         with self._lock:

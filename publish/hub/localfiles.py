@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from publish.errors import TOKEN_PATTERN, ManifestError, UnsafeFileError
-from publish.hub.hashcache import Digest, HashCache, digest_bytes
+from publish.hub.hashcache import Digest, HashCache, Prefetch, digest_bytes
 from publish.hub.plan import LocalFile
 from publish.manifest.kldartifact import KLD_ARTIFACT, artifact_path
 from publish.manifest.model import Manifest
@@ -216,3 +216,10 @@ def unhashed(files: FileSet) -> list[LocalFile]:
 
 def with_digest(file: LocalFile, digest: Digest) -> LocalFile:
     return replace(file, size=digest.size, sha256=digest.sha256, git_oid=digest.git_oid)
+
+
+def digested(file: LocalFile, hashing: Prefetch) -> LocalFile:
+    """`file` with its digest, waiting for the background hashing if it is not done yet."""
+    if file.hashed or file.source is None:
+        return file
+    return with_digest(file, hashing.result(file.source))

@@ -7,6 +7,8 @@ executable by `hubpub push`. It never talks to the network; the caller supplies 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,22 +93,33 @@ class Plan:
         counts = ", ".join(f"{len(self.having(a))} {a}" for a in (ADD, UPDATE, DELETE, UNCHANGED, KEEP))
         return f"{counts}; {human_bytes(self.upload_bytes)} to upload"
 
-    def format_table(self) -> str:
-        """The plan as a table: one row per file, then the totals."""
+    def format_table(self, verbose: bool = False) -> str:
+        """The plan as a table: one row per file, then the totals. Unchanged files collapse into one line unless
+        `verbose`; a plan with nothing but unchanged files is that one line."""
+        unchanged = self.having(UNCHANGED)
+        shown = self.changes if verbose else tuple(c for c in self.changes if c.action != UNCHANGED)
+        if unchanged and not shown and self.branch_exists:
+            return f"{self.branch}: {_files(len(unchanged))} unchanged (-v lists them)"
         where = self.branch if self.branch_exists else f"{self.branch} (new branch)"
         if not self.repo_exists:
             where += f"; repository {self.repo_id} will be created"
         lines = [f"{self.repo_id}@{where}"]
-        width = max([len(c.path) for c in self.changes] + [4])
+        width = max([len(c.path) for c in shown] + [4])
         lines.append(f"  {'action':<9} {'file':<{width}} {'size':>10}")
-        for change in sorted(self.changes, key=lambda c: (_ORDER[c.action], c.path)):
+        for change in sorted(shown, key=lambda c: (_ORDER[c.action], c.path)):
             lines.append(f"  {change.action:<9} {change.path:<{width}} {human_bytes(change.size):>10}")
+        if unchanged and not verbose:
+            lines.append(f"  {UNCHANGED:<9} {_files(len(unchanged))} (-v lists them)")
         lines.append(f"  {self.summary()}")
         if self.having(KEEP) and self.card_only:
             lines.append("  card-only: the weights are not on this machine; the Hub's files are kept as they are")
         elif self.having(KEEP):
             lines.append("  kept files are on the Hub but not in the variant's folder; --prune deletes them")
         return "\n".join(lines)
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 _ORDER = {ADD: 0, UPDATE: 1, DELETE: 2, KEEP: 3, UNCHANGED: 4}
@@ -173,6 +186,26 @@ def make_plan(
         stale = not card_only and (prune or is_managed(path))
         changes.append(Change(path, DELETE if stale else KEEP, existing.size, remote=existing))
     return Plan(repo_id, branch, parent_commit, repo_exists, branch_exists, tuple(changes), card_only)
+
+
+def push_id(plan: Plan, additions: Sequence[LocalFile]) -> str:
+    """What a push of `plan` changes, as a digest: repository, branch, each addition's path and sha256 (`additions`
+    are the plan's uploads, hashed) and each deletion. A re-run of the same push carries the same id, so a commit
+    whose answer was lost, or a pull request an earlier run opened, is recognised; any new content gives a new id."""
+    digest = hashlib.sha256(f"{plan.repo_id}\0{plan.branch}\0".encode())
+    for file in sorted(additions, key=lambda f: f.path):
+        if file.sha256 is None:
+            raise ValueError(f"{file.path} must be hashed to compute the push id")
+        digest.update(f"add\0{file.path}\0{file.sha256}\0".encode())
+    for change in sorted(plan.deletions, key=lambda c: c.path):
+        digest.update(f"delete\0{change.path}\0".encode())
+    return digest.hexdigest()[:32]
+
+
+def push_id_in(message: str) -> str | None:
+    """The push id a hubpub commit description records (`hubpub-push-id: ...`), if any."""
+    match = re.search(r"^hubpub-push-id: (\S+)$", message, re.MULTILINE)
+    return match[1] if match else None
 
 
 def human_bytes(size: float) -> str:

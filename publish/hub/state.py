@@ -36,6 +36,17 @@ class RemoteState:
 
 
 @dataclass(frozen=True)
+class PullRequest:
+    """A Hub pull request against a branch; its commits live on `revision` (refs/pr/N)."""
+
+    num: int
+    url: str
+    revision: str
+    head: str = ""  # the newest commit on refs/pr/N, when known
+    push_id: str | None = None  # what its newest commit's description records
+
+
+@dataclass(frozen=True)
 class Refs:
     heads: dict[str, str]  # branch -> commit
     tags: dict[str, str]  # tag -> commit

@@ -71,6 +71,9 @@ class RetryPolicy:
     jitter: float = 0.25  # backoff waits are stretched by up to this fraction, so clients do not retry in step
     max_wait: float = 600.0  # a server asking for a longer wait is not waited for: the request fails, saying so
     statuses: frozenset[int] = RETRY_STATUSES
+    # A host that refuses the connection before it ever answered is most likely the wrong address (HF_ENDPOINT),
+    # not a busy server: it gets this many retries (one short wait) instead of `retries`.
+    unreached_retries: int = 1
 
     def backoff_wait(self, attempt: int, draw: float) -> float:
         """The wait before retry `attempt` (1 for the first) when the server named none; `draw` is in [0, 1)."""
@@ -140,6 +143,7 @@ class Retrier:
     announce: Callable[[RetryNotice], None] = quiet
     draw: Callable[[], float] = random.random
     _paused_until: dict[str, float] = field(default_factory=dict)  # host -> clock time
+    _answered: set[str] = field(default_factory=set)  # hosts that were reached at least once
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -172,7 +176,8 @@ class Retrier:
         if remaining > 0:
             self.sleep(remaining)
 
-    def pause(self, what: str, attempt: int, host: str, reason: str, response: httpx2.Response | None) -> None:
+    def pause(self, what: str, attempt: int, host: str, reason: str, response: httpx2.Response | None,
+              attempts: int | None = None) -> None:
         """Wait before retry `attempt` of a request that failed for `reason`, announcing it first. A wait the
         server asked for pauses every request to `host`; one longer than the policy allows is not waited for."""
         asked = asked_wait(response) if response is not None else None
@@ -185,7 +190,7 @@ class Retrier:
             with self._lock:
                 until = self.clock() + asked
                 self._paused_until[host] = max(self._paused_until.get(host, 0.0), until)
-        self.announce(RetryNotice(what, reason, wait, attempt, self.policy.retries))
+        self.announce(RetryNotice(what, reason, wait, attempt, attempts or self.policy.retries))
         self.sleep(wait)
 
     def send(self, send: Callable[[], httpx2.Response], request: httpx2.Request, scope: Scope) -> httpx2.Response:
@@ -203,16 +208,21 @@ class Retrier:
                 if rewind is None:
                     raise
                 failure, reason = error, f"{type(error).__name__} talking to {host}"
+            if not isinstance(failure, httpx2.ConnectError):  # an answer, or a connection that was made
+                self._answered.add(host)
             if response is not None:
                 if response.status_code not in self.policy.statuses or rewind is None:
                     return response
                 response.read()  # an error's body is small, and the server's message is in it
                 response.close()
                 reason = f"{response.status_code} from {host}"
-            if attempt >= self.policy.retries:
+            retries = self.policy.retries
+            if isinstance(failure, httpx2.ConnectError) and host not in self._answered:
+                retries = min(retries, self.policy.unreached_retries)
+            if attempt >= retries:
                 detail = f" ({failure})" if failure is not None else ""
                 raise RetriesExhausted(reason + detail, response=response, attempts=attempt + 1) from failure
-            self.pause(scope.what, attempt + 1, host, reason, response)
+            self.pause(scope.what, attempt + 1, host, reason, response, retries)
             assert rewind is not None
             rewind()
         raise AssertionError("unreachable")

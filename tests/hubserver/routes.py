@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import parse_qs, urlencode
 
+from . import pulls
 from .store import Entry, HubError, iso, matches
 
 if TYPE_CHECKING:
@@ -76,6 +77,9 @@ class Routes:
         seg, method = self.h.segments, self.h.command
         if seg[:1] == ["api"]:
             return self._api(seg[1:], method)
+        if seg == ["oauth", "token"] and method == "POST":
+            status, answer = self.hub.oidc.exchange(self.h.json_body(), audience=self.base)
+            return json_reply(answer, status)
         if seg[:1] == ["_lfs"] and len(seg) == 4 and method == "PUT":
             return self.lfs_put(seg[1], int(seg[2]) if seg[2].isdigit() else -1, seg[3])
         if len(seg) >= 5 and seg[1].endswith(".git") and seg[2:4] == ["info", "lfs"]:
@@ -117,6 +121,8 @@ class Routes:
             ("GET", "tree"): lambda: self.tree(repo_id, rest[0] if rest else "main", "/".join(rest[1:])),
             ("POST", "paths-info"): lambda: self.paths_info(repo_id, rev),
             ("PUT", "settings"): lambda: self.settings(repo_id),
+            ("GET", "discussions"): lambda: pulls.answer(self, method, repo_id, rest),
+            ("POST", "discussions"): lambda: pulls.answer(self, method, repo_id, rest),
         }
         if (method, action) in routes:
             return routes[(method, action)]()
@@ -128,6 +134,9 @@ class Routes:
 
     def whoami(self) -> Reply:
         """The token's owner."""
+        issued = self.hub.oidc.identity(self.h.headers.get("Authorization", ""))
+        if issued is not None:
+            return json_reply(self.hub.oidc.whoami(issued))
         user = self.hub.user
         return json_reply({
             "type": "user", "id": user, "name": user, "fullname": user, "email": f"{user}@example.invalid",
@@ -214,7 +223,7 @@ class Routes:
             "converts": [],
         }
         if _true(self.h.params.get("include_prs")):
-            data["pullRequests"] = []
+            data["pullRequests"] = self.hub.pulls.refs(repo_id)
         return json_reply(data)
 
     def create_ref(self, repo_id: str, kind: str, name: str) -> Reply:
@@ -354,8 +363,6 @@ class Routes:
 
     def commit(self, repo_id: str, revision: str) -> Reply:
         """The NDJSON commit: header, file, lfsFile, deletedFile, deletedFolder; 412 on a stale parentCommit."""
-        if _true(self.h.params.get("create_pr")):
-            raise HubError(400, "pull requests are not supported by this server")
         header: dict = {}
         ops: list[tuple[str, str, object]] = []
         for line in self.h.body().splitlines():
@@ -380,6 +387,13 @@ class Routes:
                 raise HubError(400, f"unsupported commit operation {key!r}")
         if not header.get("summary"):
             raise HubError(400, "the commit needs a summary")
+        if _true(self.h.params.get("create_pr")):  # a pull request against the branch: refs/pr/N, the branch stays
+            num, oid = self.hub.pulls.create(repo_id, revision, ops, summary=header["summary"],
+                                             description=header.get("description") or "",
+                                             parent=header.get("parentCommit"))
+            return json_reply({"commitUrl": f"{self.base}/{repo_id}/commit/{oid}", "commitOid": oid, "success": True,
+                               "commitMessage": header["summary"],
+                               "pullRequestUrl": f"{self.base}/{repo_id}/discussions/{num}"})
         with self.store.repo(repo_id) as repo:
             branch = self.store.branch_name(repo, revision)
             oid = self.store.commit(repo, branch, ops, summary=header["summary"],

@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import NamedTuple, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .oidc import TrustedPublishing
+from .pulls import PullRequests
 from .routes import Reply, Routes, json_reply
 from .store import HubError, Store
 
 HOLD_LIMIT = 60.0  # a held request is released after this long even if the test forgot to
-PUBLIC_ROUTES = ("/api/agent-harnesses", "/api/validate-yaml")  # the real Hub serves these without a token
+# The real Hub serves these without a token (the token exchange authenticates with the ID token it carries).
+PUBLIC_ROUTES = ("/api/agent-harnesses", "/api/validate-yaml", "/oauth/token")
 
 
 class Request(NamedTuple):
@@ -194,8 +197,11 @@ class Handler(BaseHTTPRequestHandler):
         sent = self.headers.get("Authorization", "")
         if hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
             return None
+        refused = self.server.hub.oidc.refusal(self.command, unquote(self.raw_path), sent)  # a Trusted Publisher's?
+        if refused is None:
+            return None
         self.body()
-        return self.error_reply(HubError(401, "Invalid credentials in Authorization header"))
+        return self.error_reply(refused)
 
     def _route(self) -> Reply:
         """The route's answer; errors become JSON error answers and the body is always drained."""
@@ -259,6 +265,8 @@ class HubServer:
         self.root, self.token, self.user, self.port = Path(root), token, user, port
         self.clock = clock  # stamps each recorded request (a test gives the client's fake clock)
         self.store = Store(self.root, user)
+        self.pulls = PullRequests(self.store)
+        self.oidc = TrustedPublishing()  # Trusted Publishers and the tokens /oauth/token issued
         self.requests: list[Request] = []
         self.page_size: int | None = None  # override the Hub's page sizes (tree 1000, expanded 50, commits 50)
         self._faults: list[Fault] = []

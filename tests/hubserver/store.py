@@ -230,12 +230,19 @@ class Store:
         for prefix, table in (("refs/heads/", branches), ("refs/tags/", tags), ("", branches), ("", tags)):
             if revision.startswith(prefix) and revision[len(prefix) :] in table:
                 return table[revision[len(prefix) :]]
+        if revision in (pulls := self.pull_refs(repo)):
+            return pulls[revision]
         if re.fullmatch(r"[0-9a-f]{7,40}", revision):
             try:
                 return repo.git.rev_parse("--verify", "--quiet", f"{revision}^{{commit}}")
             except git.GitCommandError:
                 pass
         raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+
+    def pull_refs(self, repo: git.Repo) -> dict[str, str]:
+        """refs/pr/N → commit, for every pull request (open or not: the Hub keeps their refs)."""
+        lines = repo.git.for_each_ref("--format=%(refname) %(objectname)", "refs/pr/").splitlines()
+        return {name: oid for name, _, oid in (line.partition(" ") for line in lines)}
 
     def branch_name(self, repo: git.Repo, revision: str) -> str:
         """The branch a commit must go to; 404 RevisionNotFound if `revision` is not a branch."""
@@ -330,7 +337,12 @@ class Store:
         head = self.refs(repo)[0][branch]
         if parent and parent != head:
             raise HubError(412, f"A commit has happened since. Please refresh and try again. (head is {head})")
-        files = {str(o.path): (f"{o.mode:o}", o.binsha) for o in walk(repo.commit(head).tree) if o.type == "blob"}
+        message = f"{summary}\n\n{description}" if description else summary
+        return self._commit_tree(repo, branch, self.tree_after(repo, head, ops), head, message, self.user)
+
+    def tree_after(self, repo: git.Repo, base: str, ops: list[tuple[str, str, object]]) -> str:
+        """The tree of commit `base` with the commit ops applied (written to the object store, no ref moved)."""
+        files = {str(o.path): (f"{o.mode:o}", o.binsha) for o in walk(repo.commit(base).tree) if o.type == "blob"}
         for kind, path, value in ops:
             path = path.strip("/")
             if kind == "file":
@@ -352,8 +364,7 @@ class Store:
                     del files[p]
             else:
                 raise HubError(400, f"unsupported commit operation {kind!r}")
-        message = f"{summary}\n\n{description}" if description else summary
-        return self._commit_tree(repo, branch, self._write_tree(repo, files), head, message, self.user)
+        return self._write_tree(repo, files)
 
     def _blob(self, repo: git.Repo, data: bytes) -> bytes:
         """Store a blob (like `git hash-object -w`); its binary sha1."""
@@ -389,10 +400,16 @@ class Store:
 
     def _commit_tree(self, repo: git.Repo, branch: str, tree: str, parent: str | None, message: str, author: str) -> str:
         """`git commit-tree`, then `git update-ref` with the old head so a concurrent move makes it fail (412)."""
-        args = [tree, *(["-p", parent] if parent else []), "-m", message]
+        return self.write_commit(repo, f"refs/heads/{branch}", tree, [parent] if parent else [], message, author,
+                                 expected=parent or ZERO_OID)
+
+    def write_commit(self, repo: git.Repo, ref: str, tree: str, parents: list[str], message: str, author: str, *,
+                     expected: str) -> str:
+        """Commit `tree` and point `ref` (any full ref name) at it, only if `ref` still holds `expected`."""
+        args = [tree, *(arg for parent in parents for arg in ("-p", parent)), "-m", message]
         commit = repo.git.commit_tree(*args, env=self._identity(author))
         try:
-            repo.git.update_ref(f"refs/heads/{branch}", commit, parent or ZERO_OID)
+            repo.git.update_ref(ref, commit, expected)
         except git.GitCommandError:
             raise HubError(412, "A commit has happened since. Please refresh and try again.") from None
         return commit
