@@ -91,6 +91,26 @@ def test_check_remote_verifies_weights_that_are_only_on_the_hub(published: Path,
     assert report.variants[1].facts is not None and report.variants[1].facts.group_size == 128
 
 
+def test_a_card_only_push_reuses_the_remote_check_until_the_branch_moves(
+    published: Path, hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The release's publish step after its check step: the Hub revisions are not read again (so no torch)."""
+    from publish.checkpoint import remote
+    from publish.commands.push import PushSettings
+
+    settings = PushSettings(card_only=True, cache=tmp_path / "cache" / "hashes.json")
+    assert check(load_manifest(published), hub=Hub(hub.url, HUB_TOKEN), cache=settings.report_cache()).ok
+    read: list[str] = []
+    real = remote.read_remote_checkpoint
+    monkeypatch.setattr(remote, "read_remote_checkpoint",
+                        lambda hub_, repo, revision, *rest: read.append(revision) or real(hub_, repo, revision, *rest))
+    first = push(load_manifest(published), Hub(hub.url, HUB_TOKEN), settings)
+    assert read == [] and [v.commit is not None for v in first.variants] == [True, True]
+    # Both branches moved (the new cards): their new commits were never checked, so they are read again.
+    push(load_manifest(published), Hub(hub.url, HUB_TOKEN), settings)
+    assert read == ["main", "gs128"]
+
+
 def test_check_remote_finds_defects_in_hub_weights(
     project: Path, checkpoints: dict[str, Path], hub: HubServer, tmp_path: Path
 ) -> None:
@@ -157,6 +177,7 @@ def test_a_failing_remote_check_stops_the_release(published: Path, hub: HubServe
     assert {b: git.Repo(hub.git_path(REPO)).commit(b).hexsha for b in heads} == heads
 
 
+@pytest.mark.slow
 def test_a_keyless_release_publishes_both_variants_and_survives_the_token_expiring(
     published: Path, hub: HubServer, github: GitHubIdTokens
 ) -> None:
@@ -179,6 +200,7 @@ def test_a_keyless_release_publishes_both_variants_and_survives_the_token_expiri
     assert HUB_TOKEN not in run.output and "hf_jwt_" not in run.output
 
 
+@pytest.mark.slow
 def test_a_keyless_release_without_a_trusted_publisher_fails_clearly(
     published: Path, hub: HubServer, github: GitHubIdTokens
 ) -> None:
@@ -191,6 +213,7 @@ def test_a_keyless_release_without_a_trusted_publisher_fails_clearly(
     assert {b: git.Repo(hub.git_path(REPO)).commit(b).hexsha for b in heads} == heads
 
 
+@pytest.mark.slow
 def test_a_release_for_review_opens_pull_requests_and_no_tags(published: Path, hub: HubServer) -> None:
     heads = {b: git.Repo(hub.git_path(REPO)).commit(b).hexsha for b in ("main", "gs128")}
     variables = {"HUBPUB_CREATE_PR": "true"}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from publish.checkpoint.architecture import ArchitectureCache
 from publish.checkpoint.facts import WeightFacts, compare_facts, derive_facts
 from publish.checkpoint.findings import Finding, collect_findings, error, summarize
-from publish.checkpoint.reportcache import ReportCache, checkpoint_key
+from publish.checkpoint.reportcache import ReportCache, checkpoint_key, revision_key
 from publish.errors import FactMismatch
 from publish.manifest.model import Manifest
 from publish.manifest.variant import Variant
@@ -135,15 +135,34 @@ def examine_variant(
             cache.put(key, report.to_dict())
         return report
     if hub is not None:
-        from publish.checkpoint.remote import read_remote_checkpoint
-
-        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch, architectures, remote_state)
-        if checkpoint is None or not checkpoint.shards:
-            return missing(variant, f"{hub.endpoint}/{manifest.repo_id}/tree/{variant.branch}",
-                           "the Hub revision holds no weights", "push the weights first")
-        return report_for(checkpoint, variant, REMOTE)
+        return examine_revision(manifest, variant, hub, cache=cache, reuse=reuse, architectures=architectures,
+                                state=remote_state)
     return missing(variant, str(folder), f"checkpoint folder {folder} does not exist",
                    "fix the variant's path, mount the weights, or use --remote to check the Hub revision")
+
+
+def examine_revision(
+    manifest: Manifest, variant: Variant, hub: Hub, *, cache: ReportCache | None, reuse: bool,
+    architectures: ArchitectureCache | None, state: RemoteState | None,
+) -> VariantReport:
+    """The report of the variant's Hub revision, recorded under its head commit (and reused, with `reuse`)."""
+    from publish.checkpoint.remote import read_remote_checkpoint
+
+    state = state or hub.remote_state(manifest.repo_id, variant.branch)
+    key = ""
+    if cache is not None and state.head is not None:
+        key = revision_key(variant.model_dump(mode="json"), hub.endpoint, manifest.repo_id, state.head)
+        recorded = cache.get(key) if reuse else None
+        if recorded is not None:
+            return VariantReport.from_dict(recorded)
+    checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch, architectures, state)
+    if checkpoint is None or not checkpoint.shards:
+        return missing(variant, f"{hub.endpoint}/{manifest.repo_id}/tree/{variant.branch}",
+                       "the Hub revision holds no weights", "push the weights first")
+    report = report_for(checkpoint, variant, REMOTE)
+    if cache is not None and key:
+        cache.put(key, report.to_dict())
+    return report
 
 
 def report_for(checkpoint: Checkpoint, variant: Variant, source: str) -> VariantReport:

@@ -2,8 +2,9 @@
 
 Checking needs compressed-tensors, whose import (it loads torch) costs far more than the checks themselves. A
 report is reused only when the hubpub version, the variant's manifest entry and every file of the checkpoint
-folder (path, size, mtime, inode: the hash cache's own validity rule) are unchanged. `hubpub check`
-always checks afresh and records its reports; `hubpub push` reuses them.
+folder (path, size, mtime, inode: the hash cache's own validity rule) are unchanged; for a Hub revision, when the
+version, the entry and the revision's commit are unchanged. `hubpub check` always checks afresh and records its
+reports; `hubpub push` reuses them (so a release's card-only push after `hubpub check --remote` loads no torch).
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ def checkpoint_key(variant: dict[str, Any], listing: Listing) -> str:
     files = sorted((f.rel, f.stamp) for f in listing.files)
     material = json.dumps({"hubpub": __version__, "variant": variant, "folder": str(listing.folder), "files": files},
                           sort_keys=True, default=str)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def revision_key(variant: dict[str, Any], endpoint: str, repo_id: str, commit: str) -> str:
+    """A digest of everything a Hub revision's check report depends on: the variant's entry and the commit, which
+    names the revision's every file and byte (so a report is never reused for a branch that has moved)."""
+    material = json.dumps({"hubpub": __version__, "variant": variant, "endpoint": endpoint.rstrip("/"),
+                           "repo": repo_id, "commit": commit}, sort_keys=True, default=str)
     return hashlib.sha256(material.encode()).hexdigest()
 
 
