@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import git
@@ -144,6 +145,18 @@ def test_templates_next_to_the_manifest_override_one_file(project: Path) -> None
     assert "See log.txt on each branch." in text
     assert "## Quantization log" not in text
     assert "## Quantization details" in text  # the other templates are still the defaults
+
+
+def test_one_process_sees_an_override_added_or_edited_after_its_first_render(project: Path) -> None:
+    """Environments are kept per process (each template compiled once), never at the cost of a stale card."""
+    assert "## Quantization log" in render(project)
+    override = override_template(project, "log.md.j2", "## Logs, first\n")
+    assert "## Logs, first" in render(project)  # a new override file
+    override.write_text("## Logs, second\n")
+    stat = override.stat()
+    os.utime(override, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    text = render(project)
+    assert "## Logs, second" in text and "## Logs, first" not in text  # an edited one
 
 
 def override_template(project: Path, name: str, text: str) -> Path:

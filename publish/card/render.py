@@ -7,6 +7,7 @@ round-tripped through huggingface_hub's `ModelCard`, so no manifest string can c
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -223,9 +224,21 @@ def default_template_dir() -> Path:
 
 def make_environment(override_dir: Path | None = None, bytecode_dir: Path | None = None) -> jinja2.Environment:
     """Templates from `override_dir` (one file at a time) win over the packaged defaults. With `bytecode_dir`,
-    compiled templates are kept there (jinja's own cache, keyed by each template's source) for the next run."""
+    compiled templates are kept there (jinja's own cache, keyed by each template's source) for the next run.
+
+    One environment is kept per override folder and its file names, so a process that renders many cards (a push
+    of every variant, a library caller, the tests) compiles each template once; jinja recompiles a template whose
+    file changed, and a file added to the override folder gives a new environment."""
+    overrides = override_dir if override_dir is not None and override_dir.is_dir() else None
+    names = tuple(sorted(p.name for p in overrides.iterdir())) if overrides is not None else ()
+    return _environment(overrides, names, bytecode_dir)
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(override_dir: Path | None, names: tuple[str, ...], bytecode_dir: Path | None) -> jinja2.Environment:
+    del names  # part of the cache key only
     loaders: list[jinja2.BaseLoader] = []
-    if override_dir is not None and override_dir.is_dir():
+    if override_dir is not None:
         loaders.append(jinja2.FileSystemLoader(override_dir))
     loaders.append(jinja2.FileSystemLoader(default_template_dir()))
     env = jinja2.Environment(
