@@ -93,6 +93,21 @@ def test_the_architecture_is_remembered_per_config(tmp_path: Path) -> None:
     assert architecture_key({**config, "quantization_config": {}}, None) == architecture_key(config, None)
 
 
+def test_one_process_builds_each_config_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from publish.checkpoint import architecture
+
+    config = json.loads((write(plan("llama", INT8, ["lm_head"]), tmp_path / "ckpt") / "config.json").read_text())
+    config["num_hidden_layers"] = 5  # a config no other test builds
+    builds: list[str] = []
+    real = architecture._build
+    monkeypatch.setattr(architecture, "_build", lambda *args: builds.append("built") or real(*args))
+    first = describe_architecture(config, None)  # no cache on disk, as when it cannot be written
+    assert describe_architecture(config, None) == first and builds == ["built"]
+    assert describe_architecture(config, None, ArchitectureCache(tmp_path / "a.json")) == first and len(builds) == 1
+    describe_architecture({**config, "num_hidden_layers": 6}, None)
+    assert len(builds) == 2  # another config is built
+
+
 # --- T5: the KV cache ----------------------------------------------------------------------------------------------
 
 

@@ -126,10 +126,20 @@ def describe_architecture(
     key = architecture_key(config, kv_cache_scheme)
     found = cache.get(key) if cache is not None else None
     if found is None:
-        found = _build(_model_config(config), kv_cache_scheme)
+        found = _BUILT.get(key) or _build(_model_config(config), kv_cache_scheme)
         if cache is not None:
             cache.put(key, found)
+    _BUILT.pop(key, None)
+    _BUILT[key] = found
+    while len(_BUILT) > MAX_ARCHITECTURES:
+        del _BUILT[next(iter(_BUILT))]
     return found
+
+
+# Architectures this process built or read, by key: a process that examines many checkpoints of one config (a
+# library caller, a test suite, a cache that cannot be written) builds the model once. The key names the libraries'
+# versions, which cannot change inside one process.
+_BUILT: dict[str, Architecture] = {}
 
 
 # ---------------------------------------------------------------------------------------------------------------
