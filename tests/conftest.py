@@ -24,6 +24,12 @@ HUB_TOKEN = "hf_" + "hubserverTestToken" + "0123456789abcdef"
 REFERENCE_CARD = Path(__file__).parent / "data" / "reference-card-Qwen3.6-27B-INT8-AutoRound.md"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The `slow` tests (each starts processes that import torch) go first, so that with several workers
+    (`-n auto --dist worksteal`) none of them is left to run alone at the end; the order is otherwise kept."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def hubpub(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in-process through click's CliRunner (the code path `hubpub` takes, without paying an
     interpreter and a torch import per call), in `cwd`, with `env` as the whole environment when given."""

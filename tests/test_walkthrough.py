@@ -161,6 +161,6 @@ def test_output_blocks_match_line_for_line_with_gaps_only_where_the_readme_says(
 def test_the_readme_stays_short_and_keeps_the_ci_test_command() -> None:
     text = README.read_text(encoding="utf-8")
     assert len(text.encode("utf-8")) <= 15 * 1024
-    assert "# Run the tests:\npip install -e '.[test]' && python -m pytest -q\n" in text
+    assert "# Run the tests:\npip install -e '.[test]' && python -m pytest -q -n auto --maxprocesses 4 --dist worksteal\n" in text
     for page in ("manifest", "checks", "publishing", "evaluation", "benchmarks", "architecture"):
         assert f"(docs/{page}.md)" in text and (ROOT / "docs" / f"{page}.md").is_file()
