@@ -3,7 +3,9 @@
 Hashing runs ahead in the background (hashcache.Prefetch). Up to UPLOAD_STREAMS objects go up at once, as
 huggingface_hub's own upload does: whenever streams are free, as many files hashed by then go up in one
 `Hub.upload_objects` call (one preupload and one LFS batch request for the group, then one PUT per object the server
-does not hold yet, each in its own stream), the earlier plans' first. Every plan's files are uploaded at once, so a
+does not hold yet, each in its own stream), the earlier plans' first. While an upload is running and more of a
+plan is still being hashed, a group that would not fill the free streams waits for more digests: when hashing is
+the slower side, this sends fewer, fuller groups (fewer requests) and the link is never left idle. Every plan's files are uploaded at once, so a
 later variant's upload runs while an earlier one commits and verifies; each commit waits for its own files only.
 Files that will be stored as regular git blobs go with the commit, which sends them inline; so does any LFS file
 this module did not expect (the commit uploads it then).
@@ -103,6 +105,8 @@ class Uploads:
                     self._fail(plan, error)
                     pending = [(p, f) for p, f in pending if p is not plan]
                     continue
+                if group is not None and running and len(group[1]) < free and self._hashing_more(group[0], pending):
+                    group = None  # streams are busy and more of this plan is being hashed: send a fuller group
                 if group is not None:
                     plan, files = group
                     pending = [(p, f) for p, f in pending if not (p is plan and f.path in {g.path for g in files})]
@@ -140,6 +144,10 @@ class Uploads:
             if files:
                 return plan, files
         return None
+
+    def _hashing_more(self, plan: Plan, pending: list[tuple[Plan, LocalFile]]) -> bool:
+        """Whether some of `plan`'s pending files are still being hashed."""
+        return any(p is plan and not self._hashed(f) for p, f in pending)
 
     def _failed_digest(self, file: LocalFile) -> bool:
         job = self._hashing_job(file)
