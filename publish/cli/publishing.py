@@ -87,8 +87,9 @@ def push(
     token fails before anything is hashed or created. HF_ENDPOINT selects a self-hosted Hub. Unchanged files are
     skipped (local hashes are cached by path, size, mtime and inode), stale weight files are deleted in the same
     commit, and a concurrent push to the branch is detected, never overwritten. A variant whose folder is missing
-    is an error; --card-only publishes the card of weights already on the Hub. A --tag that already names another
-    commit is refused before committing. Each step is reported as it happens; failed requests are retried
+    is an error; --card-only publishes the card of weights already on the Hub. The checks `hubpub check` recorded
+    are reused while the folder's files (with --card-only: the branch's commit) and the variant's entry are
+    unchanged. A --tag that already names another commit is refused before committing. Each step is reported as it happens; failed requests are retried
     (honouring the Hub's Retry-After) and each retry is reported. Each published card is kept in
     cards/<branch>/README.md, so `hubpub render --check` passes after a push; a commit an earlier push left
     unverified is verified first.
