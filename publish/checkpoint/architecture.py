@@ -16,9 +16,7 @@ imported only here, lazily.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from publish.checkpoint.formats import FLOAT_PRECISIONS, ParamSpec, safetensors_dtype
+from publish.util.hashing import key_of
 from publish.util.jsonstore import JsonStore
 
 if TYPE_CHECKING:
@@ -114,9 +113,7 @@ def architecture_key(config: Mapping[str, Any], kv_cache_scheme: Mapping[str, An
     """What an architecture depends on: the model's config (not its quantization), the KV-cache scheme, and the
     versions of the libraries that build it."""
     versions = {name: _version(name) for name in ("transformers", "compressed-tensors", "hubpub")}
-    material = json.dumps({"config": _model_config(config), "kv": kv_cache_scheme, "versions": versions},
-                          sort_keys=True, default=str)
-    return hashlib.sha256(material.encode()).hexdigest()
+    return key_of({"config": _model_config(config), "kv": kv_cache_scheme, "versions": versions})
 
 
 def describe_architecture(

@@ -9,12 +9,11 @@ reports; `hubpub push` reuses them (so a release's card-only push after `hubpub 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from publish import __version__
+from publish.util.hashing import key_of
 from publish.util.jsonstore import JsonStore
 from publish.util.listing import Listing
 
@@ -33,17 +32,14 @@ def beside(hash_cache: Path) -> Path:
 def checkpoint_key(variant: dict[str, Any], listing: Listing) -> str:
     """A digest of everything a local check report depends on: the variant's entry and the listed files."""
     files = sorted((f.rel, f.stamp) for f in listing.files)
-    material = json.dumps({"hubpub": __version__, "variant": variant, "folder": str(listing.folder), "files": files},
-                          sort_keys=True, default=str)
-    return hashlib.sha256(material.encode()).hexdigest()
+    return key_of({"hubpub": __version__, "variant": variant, "folder": str(listing.folder), "files": files})
 
 
 def revision_key(variant: dict[str, Any], endpoint: str, repo_id: str, commit: str) -> str:
     """A digest of everything a Hub revision's check report depends on: the variant's entry and the commit, which
     names the revision's every file and byte (so a report is never reused for a branch that has moved)."""
-    material = json.dumps({"hubpub": __version__, "variant": variant, "endpoint": endpoint.rstrip("/"),
-                           "repo": repo_id, "commit": commit}, sort_keys=True, default=str)
-    return hashlib.sha256(material.encode()).hexdigest()
+    return key_of({"hubpub": __version__, "variant": variant, "endpoint": endpoint.rstrip("/"), "repo": repo_id,
+                   "commit": commit})
 
 
 class ReportCache:

@@ -1,10 +1,13 @@
-"""Hashing a file, and the identity under which a fact about a file may be remembered."""
+"""Hashing a file, the identity under which a fact about a file may be remembered, and the key a cached fact is
+stored under."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 CHUNK = 8 * 1024 * 1024
 
@@ -27,3 +30,9 @@ def stamp(path: Path) -> list[int]:
     """What must not change for a cached fact about a file to stay true: size, mtime (ns), inode."""
     stat = path.stat()
     return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def key_of(material: Any) -> str:
+    """The SHA-256 of `material` as JSON with sorted keys (values JSON cannot hold as their str): what a cached
+    fact is keyed by, so that any change to what it was computed from gives another key."""
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
