@@ -23,8 +23,8 @@ Cases (targets):
 Every case also reports, per tool, the requests the server received (by kind), the peak resident memory of
 the tool's largest process, and how busy the machine's cores were during the run (near 100%: the push was bound
 by the CPU it shares with the server, not by a disk or a link). `--first-pushes-only` runs case 1 alone and drops
-each server after its run, so that at 8 GB the servers still fit in /dev/shm. When case 1 misses its target (or with --diagnose), hubpub's first push is broken
-down. Writes <work>/bench_push.json; exits 1 when a target is missed.
+each server after its run, so that at 8 GB the servers still fit in /dev/shm. When case 1 misses its target (or
+with --diagnose), hubpub's first push is broken down. Writes <work>/bench_push.json; exits 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -387,9 +387,9 @@ def summarize(records: list[dict[str, Any]], tool: str) -> dict[str, Any]:
     if warmups:
         out["warmup_s (not counted)"] = warmups
     out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in mine)
-    busy = [r["cpu_busy"] for r in mine if r.get("cpu_busy") is not None]
-    if busy:
-        out["cpu_busy_median"] = round(statistics.median(busy), 3)
+    shares = [r["cpu_busy"] for r in mine if r.get("cpu_busy") is not None]
+    if shares:
+        out["cpu_busy_median"] = round(statistics.median(shares), 3)
     last = mine[-1]
     for key in ("bytes_received", "lfs_put_bytes", "lfs_puts", "commits", "commit_bytes", "requests", "by_kind"):
         out[key] = last[key]
@@ -500,7 +500,7 @@ def source_state() -> dict[str, Any]:
             "uncommitted": [line[3:] for line in out("status", "--porcelain").splitlines()]}
 
 
-def busy(summary: dict[str, Any]) -> str:
+def busy_text(summary: dict[str, Any]) -> str:
     share = summary.get("cpu_busy_median")
     return "-" if share is None else f"{share:.0%}"
 
@@ -513,7 +513,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         h, f = data["hubpub"], data["hf"]
         lines.append(f"| {case} | {h['median_s']:.2f} | {f['median_s']:.2f} | {h['median_s'] / f['median_s']:.3f} | "
                      f"{h['requests']} / {f['requests']} | {h['peak_rss_mb']:.0f} / {f['peak_rss_mb']:.0f} | "
-                     f"{busy(h)} / {busy(f)} | "
+                     f"{busy_text(h)} / {busy_text(f)} | "
                      f"{h['bytes_received']:,} / {f['bytes_received']:,} | {h['commits']} / {f['commits']} |")
     return "\n".join(lines)
 
