@@ -7,7 +7,7 @@ folder is absent gets one C0 finding, or, with a Hub, is examined on its revisio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -123,17 +123,12 @@ def examine_variant(
 ) -> VariantReport:
     folder = manifest.variant_path(variant)
     if folder.is_dir() and not (remote and hub is not None):
-        listing = listing or list_folder(folder.resolve())
-        key = checkpoint_key(variant.model_dump(mode="json"), listing) if cache is not None else ""
-        recorded = cache.get(key) if cache is not None and reuse else None
-        if recorded is not None:
-            return VariantReport.from_dict(recorded)
         from publish.checkpoint.read import read_checkpoint
 
-        report = report_for(read_checkpoint(folder, architectures, listing), variant, LOCAL)
-        if cache is not None:
-            cache.put(key, report.to_dict())
-        return report
+        found = listing or list_folder(folder.resolve())
+        key = checkpoint_key(variant.model_dump(mode="json"), found) if cache is not None else None
+        return recorded_or(cache, key, reuse,
+                           lambda: report_for(read_checkpoint(folder, architectures, found), variant, LOCAL))
     if hub is not None:
         return examine_revision(manifest, variant, hub, cache=cache, reuse=reuse, architectures=architectures,
                                 state=remote_state)
@@ -148,19 +143,32 @@ def examine_revision(
     """The report of the variant's Hub revision, recorded under its head commit (and reused, with `reuse`)."""
     from publish.checkpoint.remote import read_remote_checkpoint
 
-    state = state or hub.remote_state(manifest.repo_id, variant.branch)
-    key = ""
-    if cache is not None and state.head is not None:
-        key = revision_key(variant.model_dump(mode="json"), hub.endpoint, manifest.repo_id, state.head)
-        recorded = cache.get(key) if reuse else None
-        if recorded is not None:
-            return VariantReport.from_dict(recorded)
-    checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch, architectures, state)
-    if checkpoint is None or not checkpoint.shards:
-        return missing(variant, f"{hub.endpoint}/{manifest.repo_id}/tree/{variant.branch}",
-                       "the Hub revision holds no weights", "push the weights first")
-    report = report_for(checkpoint, variant, REMOTE)
-    if cache is not None and key:
+    branch = state or hub.remote_state(manifest.repo_id, variant.branch)
+
+    def examined() -> VariantReport:
+        checkpoint = read_remote_checkpoint(hub, manifest.repo_id, variant.branch, architectures, branch)
+        if checkpoint is None or not checkpoint.shards:
+            return missing(variant, f"{hub.endpoint}/{manifest.repo_id}/tree/{variant.branch}",
+                           "the Hub revision holds no weights", "push the weights first")
+        return report_for(checkpoint, variant, REMOTE)
+
+    key = None
+    if cache is not None and branch.head is not None:
+        key = revision_key(variant.model_dump(mode="json"), hub.endpoint, manifest.repo_id, branch.head)
+    return recorded_or(cache, key, reuse, examined)
+
+
+def recorded_or(cache: ReportCache | None, key: str | None, reuse: bool,
+                examined: Callable[[], VariantReport]) -> VariantReport:
+    """The report recorded under `key` when `reuse` allows it, else `examined()`, recorded under `key` unless it
+    found no weights to check."""
+    if cache is None or key is None:
+        return examined()
+    recorded = cache.get(key) if reuse else None
+    if recorded is not None:
+        return VariantReport.from_dict(recorded)
+    report = examined()
+    if report.source != MISSING:
         cache.put(key, report.to_dict())
     return report
 
