@@ -215,22 +215,8 @@ def traffic(hub: HubServer) -> dict[str, Any]:
         "lfs_puts": len(lfs),
         "commit_requests": len(commits),
         "commit_bytes": sum(r.bytes_received for r in commits),
-        "by_kind": dict(sorted(Counter(route(r.method, r.path) for r in requests).items())),
+        "by_kind": dict(sorted(Counter(r.kind for r in requests).items())),
     }
-
-
-def route(method: str, path: str) -> str:
-    """A request's kind, without repo id, revision or object id: 'GET tree', 'PUT lfs object'."""
-    parts = path.strip("/").split("/")
-    if parts[0] == "_lfs":
-        return f"{method} lfs object"
-    if "info" in parts and "lfs" in parts:
-        return f"{method} lfs {parts[-1]}"
-    if len(parts) > 2 and parts[2] == "resolve":
-        return f"{method} resolve"
-    if parts[:2] == ["api", "models"]:
-        return f"{method} {parts[4] if len(parts) > 4 else 'info'}"
-    return f"{method} {'/'.join(parts[1:])}"
 
 
 def git(hub: HubServer, repo_id: str, *args: str) -> str:

@@ -26,19 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationW
 
 def kinds(hub: HubServer) -> Counter[str]:
     """Requests by kind: 'GET refs', 'POST preupload', 'PUT lfs object'."""
-    def kind(method: str, path: str) -> str:
-        parts = path.strip("/").split("/")
-        if parts[0] == "_lfs":
-            return f"{method} lfs object"
-        if parts[2:4] == ["info", "lfs"]:
-            return f"{method} lfs {parts[-1]}"
-        if parts[2:3] == ["resolve"]:
-            return f"{method} resolve"
-        if parts[:2] == ["api", "models"]:
-            return f"{method} {parts[4] if len(parts) > 4 else 'info'}"
-        return f"{method} {'/'.join(parts[1:])}"
-
-    return Counter(kind(r.method, r.path) for r in hub.requests)
+    return Counter(r.kind for r in hub.requests)
 
 
 @pytest.fixture

@@ -39,6 +39,20 @@ class Request(NamedTuple):
     bytes_received: int
     at: float = 0.0
 
+    @property
+    def kind(self) -> str:
+        """What was asked, without repo id, revision or object id: 'GET refs', 'POST preupload', 'PUT lfs object'."""
+        parts = self.path.strip("/").split("/")
+        if parts[0] == "_lfs":
+            return f"{self.method} lfs object"
+        if parts[2:4] == ["info", "lfs"]:
+            return f"{self.method} lfs {parts[-1]}"
+        if parts[2:3] == ["resolve"]:
+            return f"{self.method} resolve"
+        if parts[:2] == ["api", "models"]:
+            return f"{self.method} {parts[4] if len(parts) > 4 else 'info'}"
+        return f"{self.method} {'/'.join(parts[1:])}"
+
 
 @dataclass
 class Fault:
